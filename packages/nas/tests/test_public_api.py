@@ -1,0 +1,17 @@
+"""Every name in ``torchloom.nas.__all__`` exists and the version matches the metadata."""
+
+import importlib
+from importlib.metadata import version
+
+import pytest
+
+MOD = importlib.import_module("torchloom.nas")
+
+
+def test_version_matches_metadata() -> None:
+    assert MOD.__version__ == version("torchloom-nas")
+
+
+@pytest.mark.parametrize("name", MOD.__all__)
+def test_public_name_exists(name: str) -> None:
+    assert getattr(MOD, name) is not None
