@@ -1,7 +1,50 @@
-"""Shared autograd utilities, relaxations, implicit differentiation, recipes and testing helpers for torchloom."""
+"""Shared autograd utilities, relaxations, implicit differentiation, recipes and testing helpers
+for torchloom. Submodules: ``autograd``, ``relax``, ``implicit``, ``func``, ``data``,
+``distributed``, ``recipes``, ``checks``, ``testing``."""
 
 from importlib.metadata import version as _version
 
+from torchloom.core.autograd import (
+    Surrogate as Surrogate,
+    atan as atan,
+    fast_sigmoid as fast_sigmoid,
+    heaviside as heaviside,
+    periodic_sign as periodic_sign,
+    rectangular as rectangular,
+    sigmoid as sigmoid,
+    sign_ste as sign_ste,
+    triangle as triangle,
+)
+from torchloom.core.recipes import (
+    Claim as Claim,
+    Recipe as Recipe,
+    Result as Result,
+    RunContext as RunContext,
+    discover as discover,
+    recipe as recipe,
+    run_recipe as run_recipe,
+)
+from torchloom.core.warnings import TorchloomWarning as TorchloomWarning
+
 __version__ = _version("torchloom-core")
 
-__all__: list[str] = ["__version__"]
+__all__ = [
+    "Claim",
+    "Recipe",
+    "Result",
+    "RunContext",
+    "Surrogate",
+    "TorchloomWarning",
+    "__version__",
+    "atan",
+    "discover",
+    "fast_sigmoid",
+    "heaviside",
+    "periodic_sign",
+    "recipe",
+    "rectangular",
+    "run_recipe",
+    "sigmoid",
+    "sign_ste",
+    "triangle",
+]

@@ -1,0 +1,59 @@
+"""Testing helpers for torchloom packages: devices, gradcheck, hypothesis strategies.
+
+The pytest plugin (:mod:`torchloom.core.testing.plugin`, registered through ``pytest11``)
+provides the ``device`` fixture, autouse seeding and the hypothesis profiles ``ci``, ``dev`` and
+``thorough``. Hypothesis strategies live in :mod:`torchloom.core.testing.strategies` (they need
+``hypothesis`` installed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["assert_gradcheck", "available_devices"]
+
+
+def available_devices() -> list[str]:
+    """Devices to test on: ``TORCHLOOM_DEVICE`` (comma separated) or every available one."""
+    env = os.environ.get("TORCHLOOM_DEVICE", "").strip()
+    if env:
+        devices = [d.strip() for d in env.split(",") if d.strip()]
+        for d in devices:
+            if d.startswith("cuda") and not torch.cuda.is_available():
+                raise RuntimeError(f"TORCHLOOM_DEVICE={env!r} asks for CUDA, which is unavailable")
+        return devices
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def assert_gradcheck(
+    fn: Callable[..., Any],
+    inputs: Sequence[torch.Tensor],
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    check_grad_dtypes: bool = True,
+) -> None:
+    """``torch.autograd.gradcheck`` in float64 that raises ``AssertionError`` with details.
+
+    Floating inputs are cast to float64 (keeping ``requires_grad``).
+    """
+    cast = tuple(
+        x.detach().double().requires_grad_(x.requires_grad) if x.is_floating_point() else x
+        for x in inputs
+    )
+    ok = torch.autograd.gradcheck(
+        fn,
+        cast,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        check_grad_dtypes=check_grad_dtypes,
+        raise_exception=True,
+    )
+    if not ok:  # pragma: no cover - raise_exception=True raises first
+        raise AssertionError("gradcheck failed")
