@@ -36,8 +36,10 @@ def _pyproject(name: str, description: str, deps: list[str]) -> str:
     if name == "core" and not any(d.startswith("torch") for d in deps):
         all_deps = ["torch>=2.4", *all_deps]
     dep_lines = "".join(f'    "{d}",\n' for d in all_deps)
-    entry = "" if name in ("core", "cli") else (
-        f'\n[project.entry-points."torchloom.recipes"]\n{imp} = "torchloom.{imp}.recipes"\n'
+    entry = (
+        ""
+        if name in ("core", "cli")
+        else (f'\n[project.entry-points."torchloom.recipes"]\n{imp} = "torchloom.{imp}.recipes"\n')
     )
     return f"""[project]
 name = "{dist_name(name)}"
@@ -90,7 +92,7 @@ __all__: list[str] = ["__version__"]
 
 def _smoke(name: str) -> str:
     imp = import_name(name)
-    return f'''"""Every name in ``torchloom.{imp}.__all__`` exists and the version matches the metadata."""
+    return f'''"""Public API of ``torchloom.{imp}``: every name in ``__all__``, ``__version__``."""
 
 import importlib
 from importlib.metadata import version
