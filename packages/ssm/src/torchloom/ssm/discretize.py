@@ -57,6 +57,14 @@ def _prepare(
     return a, b, dtt, vector
 
 
+def _batch_shape(a: torch.Tensor, b: torch.Tensor, dtt: torch.Tensor) -> tuple[int, ...]:
+    shapes = [tuple(a.shape[:-2]), tuple(b.shape[:-2]), tuple(dtt.shape[:-2])]
+    try:
+        return tuple(torch.Size(torch.broadcast_shapes(*shapes)))  # type: ignore[no-untyped-call]
+    except RuntimeError as e:
+        raise ValueError(f"batch shapes of A, B and dt do not broadcast: {shapes}") from e
+
+
 def gbt(
     A: torch.Tensor, B: torch.Tensor, dt: float | torch.Tensor, alpha: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,8 +76,10 @@ def gbt(
     da = dtt * a
     lhs = eye - alpha * da
     rhs_a = eye + (1 - alpha) * da
-    lhs, rhs_a = torch.broadcast_tensors(lhs, rhs_a)
-    rhs_b = (dtt * b).expand(*lhs.shape[:-2], *b.shape[-2:])
+    batch = _batch_shape(a, b, dtt)
+    n = a.shape[-1]
+    lhs, rhs_a = lhs.expand(*batch, n, n), rhs_a.expand(*batch, n, n)
+    rhs_b = (dtt * b).expand(*batch, *b.shape[-2:])
     if alpha == 0:
         ad, bd = rhs_a, rhs_b
     else:
@@ -105,7 +115,7 @@ def zoh(
     """Zero-order hold: ``exp([[A, B], [0, 0]] dt) = [[Ā, B̄], [0, I]]``."""
     a, b, dtt, vector = _prepare(A, B, dt)
     n, m = a.shape[-1], b.shape[-1]
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2], dtt.shape[:-2])
+    batch = _batch_shape(a, b, dtt)
     top = torch.cat([a.expand(*batch, n, n), b.expand(*batch, n, m)], dim=-1)
     block = torch.cat([top, top.new_zeros(*batch, m, n + m)], dim=-2)
     e = torch.linalg.matrix_exp(block * dtt)
