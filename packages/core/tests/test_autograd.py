@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import given, strategies as st
+
 from torchloom.core.autograd import (
     Surrogate,
     atan,

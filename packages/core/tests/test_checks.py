@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from torchloom.core import checks
 
 

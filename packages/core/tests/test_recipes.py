@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from torchloom.core.recipes import Claim, Result, RunContext, recipe, recipes_in, run_recipe
 
 
