@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from scipy import stats
+
 from torchloom.core.relax import (
     binary_gate,
     binary_gate_two_path,
