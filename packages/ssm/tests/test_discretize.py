@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 from scipy.signal import cont2discrete
+
 from torchloom.ssm import discretize, gbt, legs, zoh
 
 SCIPY = {

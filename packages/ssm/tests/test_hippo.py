@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy import integrate, special
 from scipy.integrate import solve_ivp
+
 from torchloom.ssm import hippo, lagt, legendre_reconstruct, legs, legs_online, legt
 
 

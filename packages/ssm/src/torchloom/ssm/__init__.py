@@ -18,17 +18,27 @@ from torchloom.ssm.hippo import (
     legs_online as legs_online,
     legt as legt,
 )
+from torchloom.ssm.lssl import (
+    LSSL as LSSL,
+    LSSLModel as LSSLModel,
+    fft_conv as fft_conv,
+    krylov as krylov,
+)
 
 __version__ = _version("torchloom-ssm")
 
 __all__: list[str] = [
+    "LSSL",
+    "LSSLModel",
     "__version__",
     "backward_euler",
     "bilinear",
     "discretize",
+    "fft_conv",
     "forward_euler",
     "gbt",
     "hippo",
+    "krylov",
     "lagt",
     "legendre_reconstruct",
     "legs",
