@@ -265,6 +265,7 @@ class PaperRow:
     title: str
     package: str
     modules: tuple[str, ...]
+    claim: str = ""
 
 
 def papers_path(root: Path, papers_file: Path | None = None) -> Path:
@@ -286,7 +287,8 @@ def paper_rows(papers_file: Path) -> list[PaperRow] | None:
             continue
         pkg, _, mods = cells[2].partition("/")
         modules = tuple(m.strip() for m in mods.strip().strip("()").split(",") if m.strip())
-        rows.append(PaperRow(int(cells[0]), cells[1], pkg.strip(), modules))
+        claim = cells[3] if len(cells) > 3 else ""
+        rows.append(PaperRow(int(cells[0]), cells[1], pkg.strip(), modules, claim))
     return rows
 
 

@@ -43,6 +43,11 @@ def readme_table(cw: ModuleType) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def gen_docs(cw: ModuleType) -> ModuleType:
+    return load_tool("gen_docs")
+
+
+@pytest.fixture(scope="session")
 def new_package() -> ModuleType:
     return load_tool("new_package")
 
