@@ -1,7 +1,14 @@
-"""Gradient-boosted neural networks trained sequentially."""
+"""Gradient-boosted neural networks trained sequentially (Emami & Martínez-Muñoz, 2023)."""
 
 from importlib.metadata import version as _version
 
+from torchloom.boost.gbnn import (
+    GBNNClassifier as GBNNClassifier,
+    GBNNRegressor as GBNNRegressor,
+    Stage as Stage,
+    merge_stages as merge_stages,
+)
+
 __version__ = _version("torchloom-boost")
 
-__all__: list[str] = ["__version__"]
+__all__ = ["GBNNClassifier", "GBNNRegressor", "Stage", "__version__", "merge_stages"]
