@@ -1,7 +1,64 @@
-"""Differentiable Digital Signal Processing (DDSP) in PyTorch."""
+"""Differentiable Digital Signal Processing (DDSP) in PyTorch (Engel et al., ICLR 2020)."""
 
 from importlib.metadata import version as _version
 
+from torchloom.dsp.core import (
+    amplitude_to_db as amplitude_to_db,
+    db_to_amplitude as db_to_amplitude,
+    db_to_power as db_to_power,
+    exp_sigmoid as exp_sigmoid,
+    power_to_db as power_to_db,
+    resample as resample,
+    safe_divide as safe_divide,
+    safe_log as safe_log,
+    upsample_with_windows as upsample_with_windows,
+)
+from torchloom.dsp.losses import (
+    MultiScaleSpectralLoss as MultiScaleSpectralLoss,
+    multiscale_spectral_loss as multiscale_spectral_loss,
+    stft_magnitude as stft_magnitude,
+)
+from torchloom.dsp.synth import (
+    ExpDecayReverb as ExpDecayReverb,
+    FilteredNoise as FilteredNoise,
+    Harmonic as Harmonic,
+    Reverb as Reverb,
+    fft_convolve as fft_convolve,
+    filtered_noise as filtered_noise,
+    frequency_impulse_response as frequency_impulse_response,
+    harmonic_frequencies as harmonic_frequencies,
+    harmonic_synth as harmonic_synth,
+    normalize_harmonics as normalize_harmonics,
+    oscillator_bank as oscillator_bank,
+    remove_above_nyquist as remove_above_nyquist,
+)
+
 __version__ = _version("torchloom-dsp")
 
-__all__: list[str] = ["__version__"]
+__all__: list[str] = [
+    "ExpDecayReverb",
+    "FilteredNoise",
+    "Harmonic",
+    "MultiScaleSpectralLoss",
+    "Reverb",
+    "__version__",
+    "amplitude_to_db",
+    "db_to_amplitude",
+    "db_to_power",
+    "exp_sigmoid",
+    "fft_convolve",
+    "filtered_noise",
+    "frequency_impulse_response",
+    "harmonic_frequencies",
+    "harmonic_synth",
+    "multiscale_spectral_loss",
+    "normalize_harmonics",
+    "oscillator_bank",
+    "power_to_db",
+    "remove_above_nyquist",
+    "resample",
+    "safe_divide",
+    "safe_log",
+    "stft_magnitude",
+    "upsample_with_windows",
+]
