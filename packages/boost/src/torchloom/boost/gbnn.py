@@ -24,7 +24,7 @@ from torch import nn
 
 from torchloom.core.checks import check_positive, check_probability
 
-__all__ = ["GBNNClassifier", "GBNNRegressor", "Stage", "merge_stages"]
+__all__ = ["GBNNClassifier", "GBNNRegressor", "MergedNetwork", "Stage", "merge_stages"]
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -52,7 +52,7 @@ class Stage:
         return act(x @ self.w1.T + self.b1) @ self.w2.T + self.b2
 
 
-class _MergedNet(nn.Module):
+class MergedNetwork(nn.Module):
     """``act(x W1ᵀ + b1) W2ᵀ + b2`` with ``T·J`` hidden units, ordered by training step."""
 
     def __init__(
@@ -77,7 +77,7 @@ class _MergedNet(nn.Module):
         return self.out(_ACTIVATIONS[self.activation](self.hidden(x)))
 
 
-def merge_stages(f0: torch.Tensor, stages: list[Stage], activation: str) -> nn.Module:
+def merge_stages(f0: torch.Tensor, stages: list[Stage], activation: str) -> MergedNetwork:
     """One network equal to ``F₀ + Σ_t stage_t(x)``: hidden layers stacked, output biases summed.
 
     ``f0`` has shape ``(K,)``. Returns an ``nn.Module`` mapping ``(N, D) -> (N, K)``.
@@ -88,7 +88,7 @@ def merge_stages(f0: torch.Tensor, stages: list[Stage], activation: str) -> nn.M
     b1 = torch.cat([s.b1 for s in stages])
     w2 = torch.cat([s.w2 for s in stages], dim=1)
     b2 = f0 + torch.stack([s.b2 for s in stages]).sum(0)
-    return _MergedNet(w1, b1, w2, b2, activation)
+    return MergedNetwork(w1, b1, w2, b2, activation)
 
 
 class _GBNNBase:
@@ -174,8 +174,8 @@ class _GBNNBase:
         ones = torch.ones(x.shape[0], 1, dtype=self.dtype)
         for _ in range(self.epochs):
             opt.zero_grad()
-            w_out = self._output_lstsq(torch.cat([act(x @ w1.T + b1), ones], 1), r)
-            pred = torch.cat([act(x @ w1.T + b1), ones], 1) @ w_out
+            h = torch.cat([act(x @ w1.T + b1), ones], 1)
+            pred = h @ self._output_lstsq(h, r)
             loss = ((pred - r) ** 2).mean()
             loss.backward()
             opt.step()
@@ -230,7 +230,7 @@ class _GBNNBase:
             self.stages_.append(stage)
             f = f + stage(x, act)
             self.train_loss_.append(float(self._loss(f, yt)) / x.shape[0])
-        self.network_ = merge_stages(self.f0_, self.stages_, self.activation)
+        self.network_: MergedNetwork = merge_stages(self.f0_, self.stages_, self.activation)
         return self
 
     def decision_function(self, X: Any) -> torch.Tensor:
@@ -272,7 +272,7 @@ class _GBNNBase:
         bias = self.f0_ + sum(
             (s.b2 for s in self.stages_[:kept_stages]), torch.zeros_like(self.f0_)
         )
-        new.network_ = _MergedNet(
+        new.network_ = MergedNetwork(
             net.hidden.weight[:keep].detach(),
             net.hidden.bias[:keep].detach(),
             net.out.weight[:, :keep].detach(),
