@@ -257,14 +257,16 @@ def isolated(session: nox.Session, package: str) -> None:
 # ----------------------------------------------------------------------- repro, bench, docs
 
 
-def _repro(session: nox.Session, args: Iterable[str] = ("--quick",)) -> None:
-    _uv_run(session, "loom", "repro", "all", *args)
+def _repro(session: nox.Session, args: Iterable[str] = ()) -> None:
+    args = list(args)
+    mode = [] if "--full" in args else ["--quick"]  # full mode is loom's default
+    _uv_run(session, "loom", "repro", "all", *mode, *(a for a in args if a != "--full"))
 
 
 @nox.session(venv_backend="none")
 def repro(session: nox.Session) -> None:
-    """Every registered recipe in quick mode: loom repro all --quick (posargs replace --quick)."""
-    _repro(session, session.posargs or ["--quick"])
+    """Every recipe: loom repro all --quick (`-- --full` for full mode; other args to loom)."""
+    _repro(session, session.posargs)
 
 
 @nox.session(venv_backend="none")
