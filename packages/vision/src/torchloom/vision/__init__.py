@@ -2,6 +2,25 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.vision.msssim import (
+    MS_SSIM_WEIGHTS as MS_SSIM_WEIGHTS,
+    MSSSIMLoss as MSSSIMLoss,
+    SSIMLoss as SSIMLoss,
+    gaussian_window as gaussian_window,
+    ms_ssim as ms_ssim,
+    ms_ssim_min_size as ms_ssim_min_size,
+    ssim as ssim,
+)
+
 __version__ = _version("torchloom-vision")
 
-__all__: list[str] = ["__version__"]
+__all__: list[str] = [
+    "MS_SSIM_WEIGHTS",
+    "MSSSIMLoss",
+    "SSIMLoss",
+    "__version__",
+    "gaussian_window",
+    "ms_ssim",
+    "ms_ssim_min_size",
+    "ssim",
+]
