@@ -43,7 +43,10 @@ class _Packed:
     __slots__ = ("key", "meter", "tensor")
 
     def __init__(self, tensor: torch.Tensor, meter: SavedTensorMeter, key: Any) -> None:
-        self.tensor = tensor
+        # a detached alias (same storage): holding the tensor itself would make a reference
+        # cycle tensor -> grad_fn -> saved variable -> tensor for saved outputs, so a graph
+        # dropped without backward would never be freed
+        self.tensor = tensor.detach()
         self.meter = meter
         self.key = key
 
@@ -69,6 +72,9 @@ class SavedTensorMeter:
         with SavedTensorMeter(exclude=model.parameters()) as meter:
             loss = model(x).sum(); loss.backward()
         meter.peak_bytes
+
+    Saved tensors are handed back to autograd detached, so double backward
+    (``create_graph=True``) through operations recorded under the meter is not supported.
     """
 
     def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
