@@ -2,6 +2,27 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.neural_de.ode import (
+    ADAPTIVE_METHODS as ADAPTIVE_METHODS,
+    FIXED_METHODS as FIXED_METHODS,
+    ODESolution as ODESolution,
+    ODESolverError as ODESolverError,
+    PIController as PIController,
+    SolverStats as SolverStats,
+    odeint as odeint,
+    odesolve as odesolve,
+)
+
 __version__ = _version("torchloom-neural-de")
 
-__all__: list[str] = ["__version__"]
+__all__: list[str] = [
+    "ADAPTIVE_METHODS",
+    "FIXED_METHODS",
+    "ODESolution",
+    "ODESolverError",
+    "PIController",
+    "SolverStats",
+    "__version__",
+    "odeint",
+    "odesolve",
+]
