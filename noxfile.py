@@ -307,11 +307,12 @@ def ci(session: nox.Session) -> None:
 
     Arguments after ``--`` go to the main pytest run only.
     """
+    # Derandomised, few-example hypothesis profile (core's pytest plugin) for every pytest run.
+    session.env.setdefault("HYPOTHESIS_PROFILE", os.environ.get("HYPOTHESIS_PROFILE", "ci"))
     _lint(session)
     _typecheck(session)
     # One pytest call for the whole suite: one xdist pool, no per-package startup cost.
-    profile = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
-    _uv_run(session, "pytest", *PYTEST_DEFAULTS, *session.posargs, env=profile)
+    _uv_run(session, "pytest", *PYTEST_DEFAULTS, *session.posargs)
     for name in ("core", "cli"):
         _isolated(session, name)
     _repro(session)
