@@ -24,25 +24,47 @@ from torchloom.ssm.lssl import (
     fft_conv as fft_conv,
     krylov as krylov,
 )
+from torchloom.ssm.pointer import (
+    PointerAttention as PointerAttention,
+    PointerNetwork as PointerNetwork,
+)
+from torchloom.ssm.tasks import (
+    convex_hull_targets as convex_hull_targets,
+    delaunay_targets as delaunay_targets,
+    hull_area_coverage as hull_area_coverage,
+    random_points as random_points,
+    tour_length as tour_length,
+    tsp_brute_force as tsp_brute_force,
+    tsp_held_karp as tsp_held_karp,
+)
 
 __version__ = _version("torchloom-ssm")
 
 __all__: list[str] = [
     "LSSL",
     "LSSLModel",
+    "PointerAttention",
+    "PointerNetwork",
     "__version__",
     "backward_euler",
     "bilinear",
+    "convex_hull_targets",
+    "delaunay_targets",
     "discretize",
     "fft_conv",
     "forward_euler",
     "gbt",
     "hippo",
+    "hull_area_coverage",
     "krylov",
     "lagt",
     "legendre_reconstruct",
     "legs",
     "legs_online",
     "legt",
+    "random_points",
+    "tour_length",
+    "tsp_brute_force",
+    "tsp_held_karp",
     "zoh",
 ]
