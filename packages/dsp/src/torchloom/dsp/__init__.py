@@ -13,6 +13,13 @@ from torchloom.dsp.core import (
     safe_log as safe_log,
     upsample_with_windows as upsample_with_windows,
 )
+from torchloom.dsp.features import (
+    a_weighting as a_weighting,
+    compute_loudness as compute_loudness,
+    mel_filterbank as mel_filterbank,
+    mfcc as mfcc,
+    yin as yin,
+)
 from torchloom.dsp.losses import (
     MultiScaleSpectralLoss as MultiScaleSpectralLoss,
     multiscale_spectral_loss as multiscale_spectral_loss,
