@@ -12,4 +12,11 @@ from torchloom.boost.gbnn import (
 
 __version__ = _version("torchloom-boost")
 
-__all__ = ["GBNNClassifier", "GBNNRegressor", "MergedNetwork", "Stage", "__version__", "merge_stages"]
+__all__ = [
+    "GBNNClassifier",
+    "GBNNRegressor",
+    "MergedNetwork",
+    "Stage",
+    "__version__",
+    "merge_stages",
+]

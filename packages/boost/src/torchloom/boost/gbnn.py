@@ -190,19 +190,35 @@ class _GBNNBase:
         return torch.linalg.solve(gram + ridge, h.T @ r)
 
     def _line_search(self, f: torch.Tensor, h: torch.Tensor, y: torch.Tensor) -> float:
-        """``ρ = argmin_ρ L(y, f + ρh)`` by Newton's method on the scalar ``ρ``."""
-        rho = torch.zeros((), dtype=self.dtype, requires_grad=True)
-        for _ in range(8):
-            loss = self._loss(f + rho * h, y)
-            (g1,) = torch.autograd.grad(loss, rho, create_graph=True)
-            (g2,) = torch.autograd.grad(g1, rho)
-            if float(g2) <= 1e-12:
+        """``ρ = argmin_ρ L(y, f + ρh)``: Newton's method on the scalar ``ρ``, safeguarded by
+        step halving so the loss never increases (Newton alone overshoots on the flat tails
+        of the cross-entropy)."""
+
+        def loss_at(rho: torch.Tensor) -> torch.Tensor:
+            return self._loss(f + rho * h, y)
+
+        rho = torch.zeros((), dtype=self.dtype)
+        current = float(loss_at(rho))
+        for _ in range(20):
+            r = rho.clone().requires_grad_()
+            (g1,) = torch.autograd.grad(loss_at(r), r, create_graph=True)
+            (g2,) = torch.autograd.grad(g1, r)
+            g1 = g1.detach()
+            step = g1 / g2 if float(g2) > 1e-12 else g1
+            t = 1.0
+            while t > 1e-8:
+                cand = rho - t * step
+                value = float(loss_at(cand))
+                if value <= current:
+                    break
+                t /= 2
+            else:
                 break
-            step = g1.detach() / g2
-            rho = (rho.detach() - step).requires_grad_()
-            if abs(float(step)) < 1e-10:
+            if abs(float(cand - rho)) < 1e-10:
+                rho = cand
                 break
-        return float(rho.detach())
+            rho, current = cand, value
+        return float(rho)
 
     def fit(self, X: Any, y: Any) -> _GBNNBase:
         """Boost ``n_steps`` blocks of ``units_per_step`` hidden units on ``(X, y)``."""
