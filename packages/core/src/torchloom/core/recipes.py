@@ -22,7 +22,7 @@ import math
 import platform
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -217,7 +217,7 @@ class RunContext:
             TimeElapsedColumn,
         )
 
-        if total is None and hasattr(iterable, "__len__"):
+        if total is None and isinstance(iterable, Sized):
             total = len(iterable)
         with Progress(
             TextColumn("[bold]{task.description}"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from hypothesis import strategies as st
@@ -40,7 +41,7 @@ def tensors(
     n = 1
     for s in shp:
         n *= s
-    width = 32 if dtype in (torch.float16, torch.bfloat16, torch.float32) else 64
+    width: Literal[32, 64] = 32 if dtype in (torch.float16, torch.bfloat16, torch.float32) else 64
     values = draw(
         st.lists(
             st.floats(min_value, max_value, allow_nan=False, allow_infinity=False, width=width),
