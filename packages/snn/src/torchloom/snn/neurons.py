@@ -116,17 +116,30 @@ def lif_step(
     reset = _check_reset(reset)
     sg = _check_surrogate(surrogate)
     lam = _decay_value(decay, x)
+    if v is not None:
+        check_floating(v, "v")
+    return _lif_step(x, v, lam, float(threshold), reset, sg, detach_reset)
+
+
+def _lif_step(
+    x: torch.Tensor,
+    v: torch.Tensor | None,
+    lam: float | torch.Tensor,
+    threshold: float,
+    reset: Reset,
+    surrogate: Surrogate,
+    detach_reset: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     if v is None:
         u = x
     else:
-        check_floating(v, "v")
         if v.shape != x.shape:
             raise ValueError(
                 f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}; "
                 "call reset_states() before feeding a batch of a different shape"
             )
         u = lam * v + x
-    s = heaviside(u - threshold, sg)
+    s = heaviside(u - threshold, surrogate)
     return s, _apply_reset(u, s, threshold, reset, detach_reset)
 
 
@@ -349,14 +362,17 @@ class _Neuron(StepModule):
                 backend=self.backend,
             )
             return s
-        s, self.v = lif_step(
+        # parameters were validated at construction; the hot single-step path skips re-checks
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        s, self.v = _lif_step(
             x,
             self.v,
-            decay=self._decay(),
-            threshold=self.threshold,
-            reset=self.reset,
-            surrogate=self.surrogate,
-            detach_reset=self.detach_reset,
+            _decay_value(self._decay(), x),
+            self.threshold,
+            self.reset,
+            self.surrogate,
+            self.detach_reset,
         )
         return s
 

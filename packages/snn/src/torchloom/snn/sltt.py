@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchloom.core.checks import check_finite, check_tensor
-from torchloom.snn.neurons import detach_states, reset_states, step_mode
+from torchloom.snn.neurons import StepModule, reset_states, step_mode
 
 __all__ = ["StepOutput", "bptt", "predict", "sltt", "sltt_k"]
 
@@ -111,8 +111,8 @@ def _online(
     scale: float,
 ) -> StepOutput:
     steps = int(inputs.shape[0])
+    neurons = [m for m in model.modules() if isinstance(m, StepModule)]
     outputs = []
-    total = 0.0
     with step_mode(model, "single"):
         reset_states(model)
         try:
@@ -125,14 +125,16 @@ def _online(
                 else:
                     with torch.no_grad():
                         o = model(inputs[t])
-                        loss_t = loss_fn(o, target)
-                total += float(loss_t.detach()) / steps
                 outputs.append(o.detach())
                 # the temporal route u[t] -> u[t+1] is not differentiated (SLTT, Eq. 12)
-                detach_states(model)
+                for m in neurons:
+                    m.detach_state()
         finally:
             reset_states(model)
-    return StepOutput(total, torch.stack(outputs), tuple(sorted(chosen)))
+    out = torch.stack(outputs)
+    with torch.no_grad():
+        total = sum(float(loss_fn(out[t], target)) for t in range(steps)) / steps
+    return StepOutput(total, out, tuple(sorted(chosen)))
 
 
 def sltt(
