@@ -101,7 +101,8 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests ('tools': tools/tests), not slow, parallel on every core."""
     path = "tools/tests" if package == "tools" else f"packages/{package}/tests"
-    _uv_run(session, "pytest", *PYTEST_DEFAULTS, path, *session.posargs)
+    # the bench group holds the peer libraries that equivalence tests compare against
+    _uv_run(session, "pytest", *PYTEST_DEFAULTS, path, *session.posargs, groups=["bench"])
 
 
 @nox.session(venv_backend="none")
@@ -312,7 +313,7 @@ def ci(session: nox.Session) -> None:
     _lint(session)
     _typecheck(session)
     # One pytest call for the whole suite: one xdist pool, no per-package startup cost.
-    _uv_run(session, "pytest", *PYTEST_DEFAULTS, *session.posargs)
+    _uv_run(session, "pytest", *PYTEST_DEFAULTS, *session.posargs, groups=["bench"])
     for name in ("core", "cli"):
         _isolated(session, name)
     _repro(session)
