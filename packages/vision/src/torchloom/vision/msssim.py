@@ -226,11 +226,15 @@ class MSSSIMLoss(nn.Module):
 def _ssim_cs(x: Tensor, y: Tensor, win: Tensor, c1: float, c2: float) -> tuple[Tensor, Tensor]:
     """Per-channel SSIM and contrast-structure term, each ``(B, C)``."""
     b, c = x.shape[:2]
-    # One filtering pass over the five statistics: concatenate them along the channel axis and
-    # filter depthwise (grouped convolution is the fast CPU path; a single-channel batch is not).
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    filt = _separable_filter(maps, win).reshape(b, 5, c, -1)
-    mu_x, mu_y, xx, yy, xy = filt.unbind(1)
+    stats = [x, y, x * x, y * y, x * y]
+    if x.dim() == 4:
+        # 2D: one depthwise pass over all five statistics (concatenated along channels) is
+        # ~1.5x faster on CPU than five separate passes.
+        filt = _separable_filter(torch.cat(stats, dim=1), win).reshape(b, 5, c, -1)
+        mu_x, mu_y, xx, yy, xy = filt.unbind(1)
+    else:
+        # 3D: PyTorch's grouped conv3d is slower than five ungrouped-per-channel passes.
+        mu_x, mu_y, xx, yy, xy = (_separable_filter(t, win).reshape(b, c, -1) for t in stats)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x = xx - mu_xx
     var_y = yy - mu_yy
@@ -249,7 +253,7 @@ def _separable_filter(t: Tensor, win: Tensor) -> Tensor:
     for axis in range(nd):
         shape = [1, 1] + [1] * nd
         shape[2 + axis] = n
-        kernel = win.view(shape).expand(groups, *shape[1:])
+        kernel = win.view(shape).expand(groups, *shape[1:]).contiguous()
         t = conv(t, kernel, groups=groups)
     return t
 

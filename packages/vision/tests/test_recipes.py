@@ -1,0 +1,32 @@
+"""Every recipe of torchloom.vision runs in quick mode and its checked claims hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from torchloom.core.recipes import Recipe, recipes_in, run_recipe
+from torchloom.vision import recipes as recipes_module
+
+RECIPES = recipes_in(recipes_module)
+
+
+def test_recipes_are_registered() -> None:
+    assert set(RECIPES) >= {"vision.msssim"}
+    for r in RECIPES.values():
+        assert r.package == "vision" and r.claims and r.papers
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_quick(name: str, tmp_path: Path) -> None:
+    r: Recipe = RECIPES[name]
+    result = run_recipe(r, quick=True, out_dir=tmp_path, show_progress=False)
+    failed = [c.to_json() for c in result.claims if c.checked and not c.holds]
+    assert not failed, failed
+    record = tmp_path / name / "result.json"
+    assert record.exists()
+    assert json.loads(record.read_text())["recipe"] == name
+    assert result.figures and all(Path(p).exists() for p in result.figures)
+    assert result.tables
