@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from torchloom.ssm import (
+    convex_hull_batched,
     convex_hull_targets,
     delaunay_targets,
     hull_area_coverage,
@@ -66,6 +67,7 @@ def test_convex_hull_targets(n: int, seed: int) -> None:
             e = p[b] - p[a]
             r = p - p[a]
             assert (e[0] * r[:, 1] - e[1] * r[:, 0] >= -1e-12).all()
+    assert convex_hull_batched(pts) == convex_hull_targets(pts)
 
 
 def test_delaunay_targets_empty_circumcircle() -> None:
@@ -86,12 +88,20 @@ def test_delaunay_targets_empty_circumcircle() -> None:
 def test_hull_area_coverage() -> None:
     pts = random_points(3, 15, torch.Generator().manual_seed(0), dtype=torch.float64)
     hulls = convex_hull_targets(pts)
-    torch.testing.assert_close(hull_area_coverage(pts, hulls), torch.ones(3, dtype=torch.float64))
-    cov = hull_area_coverage(pts, [h[:-1] for h in hulls])
+    ones = torch.ones(3, dtype=torch.float64)
+    torch.testing.assert_close(hull_area_coverage(pts, hulls), ones)
+    torch.testing.assert_close(hull_area_coverage(pts, [h[::-1] for h in hulls]), ones)
+    cov = hull_area_coverage(pts, [h[:-1] for h in hulls])  # a vertex missed: less area
     assert bool((cov < 1).all()) and bool((cov > 0).all())
-    allpts = [list(range(15))] * 3
-    torch.testing.assert_close(hull_area_coverage(pts, allpts), torch.ones(3, dtype=torch.float64))
+    # a concave detour through an interior point is still simple but covers less
+    inner = [next(i for i in range(15) if i not in h) for h in hulls]
+    cov = hull_area_coverage(pts, [[*h[:1], i, *h[1:]] for h, i in zip(hulls, inner)])
+    assert bool((cov < 1).all()) and bool((cov > 0).all())
+    # swapping two non-adjacent hull vertices makes the polygon self-intersect: invalid
+    bad = [[h[0], h[2], h[1], *h[3:]] for h in hulls]
+    assert hull_area_coverage(pts, bad).sum() == 0
     assert hull_area_coverage(pts, [[0, 1]] * 3).sum() == 0
+    assert hull_area_coverage(pts, [[0, 1, 2, 1]] * 3).sum() == 0
 
 
 def test_bad_input() -> None:

@@ -29,6 +29,7 @@ from torchloom.ssm.pointer import (
     PointerNetwork as PointerNetwork,
 )
 from torchloom.ssm.tasks import (
+    convex_hull_batched as convex_hull_batched,
     convex_hull_targets as convex_hull_targets,
     delaunay_targets as delaunay_targets,
     hull_area_coverage as hull_area_coverage,
@@ -48,6 +49,7 @@ __all__: list[str] = [
     "__version__",
     "backward_euler",
     "bilinear",
+    "convex_hull_batched",
     "convex_hull_targets",
     "delaunay_targets",
     "discretize",
