@@ -14,19 +14,31 @@ from torchloom.quantize.biper import (
     set_biper_stage as set_biper_stage,
     tau_schedule as tau_schedule,
 )
+from torchloom.quantize.uniform import (
+    UniformQuantizer as UniformQuantizer,
+    fake_quantize_model as fake_quantize_model,
+    fake_uniform_quantize as fake_uniform_quantize,
+    freeze_quantization as freeze_quantization,
+    model_size_bits as model_size_bits,
+    nonuniform_quantize as nonuniform_quantize,
+    quantized_size_bits as quantized_size_bits,
+    scale_buckets as scale_buckets,
+    uniform_quantize as uniform_quantize,
+    unscale_buckets as unscale_buckets,
+)
 
 __version__ = _version("torchloom-quantize")
 
 __all__: list[str] = [
-    "BiPerConv2d",
-    "BiPerLinear",
-    "SignSTEConv2d",
-    "SignSTELinear",
+    "UniformQuantizer",
     "__version__",
-    "binarize_model",
-    "binary_activation",
-    "biper_regularizer",
-    "quantization_error",
-    "set_biper_stage",
-    "tau_schedule",
+    "fake_quantize_model",
+    "fake_uniform_quantize",
+    "freeze_quantization",
+    "model_size_bits",
+    "nonuniform_quantize",
+    "quantized_size_bits",
+    "scale_buckets",
+    "uniform_quantize",
+    "unscale_buckets",
 ]
