@@ -18,11 +18,16 @@ __version__ = _version("torchloom-neural-de")
 __all__: list[str] = [
     "ADAPTIVE_METHODS",
     "FIXED_METHODS",
+    "ExponentialDecay",
     "ODESolution",
     "ODESolverError",
     "PIController",
+    "RNODEField",
     "SolverStats",
     "__version__",
+    "error_regularizer",
     "odeint",
     "odesolve",
+    "solver_regularizer",
+    "stiffness_regularizer",
 ]
