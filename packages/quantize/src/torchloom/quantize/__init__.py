@@ -30,15 +30,25 @@ from torchloom.quantize.uniform import (
 __version__ = _version("torchloom-quantize")
 
 __all__: list[str] = [
+    "BiPerConv2d",
+    "BiPerLinear",
+    "SignSTEConv2d",
+    "SignSTELinear",
     "UniformQuantizer",
     "__version__",
+    "binarize_model",
+    "binary_activation",
+    "biper_regularizer",
     "fake_quantize_model",
     "fake_uniform_quantize",
     "freeze_quantization",
     "model_size_bits",
     "nonuniform_quantize",
+    "quantization_error",
     "quantized_size_bits",
     "scale_buckets",
+    "set_biper_stage",
+    "tau_schedule",
     "uniform_quantize",
     "unscale_buckets",
 ]
