@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.utils.benchmark as tb
@@ -28,6 +29,36 @@ def _time(fn: Callable[[], torch.Tensor], x: torch.Tensor, min_run_time: float) 
     step()  # warm-up
     t = tb.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time)
     return float(t.median)
+
+
+Case = tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Tensor], str]
+
+
+def _cases(tag: str, x: torch.Tensor, y: torch.Tensor, win: int, pm: Any, piq: Any) -> list[Case]:
+    cases: list[Case] = [
+        (
+            f"ssim_{tag}",
+            lambda: ssim(x, y, 1.0, win_size=win),
+            lambda: pm.ssim(x, y, data_range=1.0, win_size=win),
+            "pytorch-msssim",
+        ),
+        (
+            f"ms_ssim_{tag}",
+            lambda: ms_ssim(x, y, 1.0, win_size=win),
+            lambda: pm.ms_ssim(x, y, data_range=1.0, win_size=win),
+            "pytorch-msssim",
+        ),
+    ]
+    if piq is not None and tag == "2d":
+        cases.append(
+            (
+                f"ssim_{tag}_vs_piq",
+                lambda: ssim(x, y, 1.0),
+                lambda: piq.ssim(x, y, data_range=1.0, downsample=False),
+                "piq",
+            )
+        )
+    return cases
 
 
 def main() -> int:
@@ -57,29 +88,7 @@ def main() -> int:
         x = torch.rand(shape, requires_grad=True)
         y = (x.detach() + 0.1 * torch.randn(shape)).clamp(0, 1)
         win = 11 if tag == "2d" else 3  # 3D MS-SSIM needs sides >= 161 with the 11-tap window
-        bench: list[tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Tensor], str]] = [
-            (
-                f"ssim_{tag}",
-                lambda: ssim(x, y, 1.0, win_size=win),
-                lambda: pm.ssim(x, y, data_range=1.0, win_size=win),
-                "pytorch-msssim",
-            ),
-            (
-                f"ms_ssim_{tag}",
-                lambda: ms_ssim(x, y, 1.0, win_size=win),
-                lambda: pm.ms_ssim(x, y, data_range=1.0, win_size=win),
-                "pytorch-msssim",
-            ),
-        ]
-        if piq is not None and tag == "2d":
-            bench.append(
-                (
-                    f"ssim_{tag}_vs_piq",
-                    lambda: ssim(x, y, 1.0),
-                    lambda: piq.ssim(x, y, data_range=1.0, downsample=False),
-                    "piq",
-                )
-            )
+        bench = _cases(tag, x, y, win, pm, piq)
         for case, ours_fn, peer_fn, peer_name in bench:
             torch.testing.assert_close(ours_fn(), peer_fn(), atol=1e-4, rtol=0)
             ours = _time(ours_fn, x, min_run)

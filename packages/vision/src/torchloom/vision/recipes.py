@@ -70,10 +70,10 @@ def msssim(ctx: RunContext) -> Result:
     x_test = F.interpolate(data.x_test, size=32, mode="bilinear", align_corners=False)
     x_train, x_test = x_train.clamp(0, 1).to(ctx.device), x_test.clamp(0, 1).to(ctx.device)
     weights = tuple(w / sum(MS_SSIM_WEIGHTS[:3]) for w in MS_SSIM_WEIGHTS[:3])
-    win = {"win_size": 7, "sigma": 1.0}
+    win, sigma = 7, 1.0
 
     def msssim_loss(a: Tensor, b: Tensor) -> Tensor:
-        return 1.0 - ms_ssim(a, b, 1.0, weights=weights, **win)
+        return 1.0 - ms_ssim(a, b, 1.0, win, sigma, weights=weights)
 
     losses: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
         "l2": F.mse_loss,
@@ -104,18 +104,19 @@ def msssim(ctx: RunContext) -> Result:
         with torch.no_grad():
             out = model(x_test)
         mse = float(F.mse_loss(out, x_test))
-        row = {
-            "loss": name,
-            "ms_ssim": float(ms_ssim(out, x_test, 1.0, weights=weights, **win)),
-            "ssim": float(ssim(out, x_test, 1.0, **win)),
+        scores = {
+            "ms_ssim": float(ms_ssim(out, x_test, 1.0, win, sigma, weights=weights)),
+            "ssim": float(ssim(out, x_test, 1.0, win, sigma)),
             "psnr_db": 10.0 * math.log10(1.0 / mse),
             "l1": float(F.l1_loss(out, x_test)),
         }
-        rows.append(row)
+        rows.append({"loss": name, **scores})
         recon[name] = out[:8].cpu()
-        for key in ("ms_ssim", "ssim", "psnr_db", "l1"):
-            metrics[f"{key}_{name}"] = float(row[key])
-        ctx.log(f"{name}: held-out MS-SSIM {row['ms_ssim']:.4f}, PSNR {row['psnr_db']:.2f} dB")
+        for key, value in scores.items():
+            metrics[f"{key}_{name}"] = value
+        ctx.log(
+            f"{name}: held-out MS-SSIM {scores['ms_ssim']:.4f}, PSNR {scores['psnr_db']:.2f} dB"
+        )
     metrics["msssim_gain_vs_l2"] = metrics["ms_ssim_msssim"] - metrics["ms_ssim_l2"]
     metrics["msssim_gain_vs_l1"] = metrics["ms_ssim_msssim"] - metrics["ms_ssim_l1"]
 
