@@ -12,6 +12,13 @@ from torchloom.neural_de.ode import (
     odeint as odeint,
     odesolve as odesolve,
 )
+from torchloom.neural_de.regularize import (
+    ExponentialDecay as ExponentialDecay,
+    RNODEField as RNODEField,
+    error_regularizer as error_regularizer,
+    solver_regularizer as solver_regularizer,
+    stiffness_regularizer as stiffness_regularizer,
+)
 
 __version__ = _version("torchloom-neural-de")
 

@@ -2,6 +2,18 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.theory.criticality import (
+    Criticality as Criticality,
+    FourPointResult as FourPointResult,
+    MonteCarloMoments as MonteCarloMoments,
+    critical_initialization as critical_initialization,
+    four_point_vertex as four_point_vertex,
+    input_kernel as input_kernel,
+    kernel_recursion as kernel_recursion,
+    monte_carlo_moments as monte_carlo_moments,
+    sample_preactivations as sample_preactivations,
+    susceptibilities as susceptibilities,
+)
 from torchloom.theory.ntk import (
     NTKMLP as NTKMLP,
     InfiniteWidthKernels as InfiniteWidthKernels,
@@ -18,13 +30,23 @@ __version__ = _version("torchloom-theory")
 
 __all__: list[str] = [
     "NTKMLP",
+    "Criticality",
+    "FourPointResult",
     "InfiniteWidthKernels",
+    "MonteCarloMoments",
     "NTKLinear",
     "__version__",
+    "critical_initialization",
     "empirical_ntk",
+    "four_point_vertex",
     "infinite_width_kernels",
+    "input_kernel",
+    "kernel_recursion",
+    "monte_carlo_moments",
     "nngp_kernel",
     "nngp_posterior",
     "ntk_kernel",
     "predict_gd",
+    "sample_preactivations",
+    "susceptibilities",
 ]
