@@ -169,15 +169,19 @@ def _fused_forward_impl(
     threshold: float,
     reset: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # one fused op per stage (charge, fire, reset), charge and spikes written in place
     us = torch.empty_like(x)
     spikes = torch.empty_like(x)
     v = v0
     for t in range(x.shape[0]):
-        u = lam * v + x[t]
-        us[t] = u
-        s = (u >= threshold).to(x.dtype)
-        spikes[t] = s
-        v = u - threshold * s if reset == "soft" else u * (1.0 - s)
+        u = torch.addcmul(x[t], v, lam, out=us[t])
+        # comparisons straight into a float buffer: much faster on CPU than bool masks
+        s = torch.ge(u, threshold, out=spikes[t])
+        v = (
+            torch.sub(u, s, alpha=threshold)
+            if reset == "soft"
+            else torch.addcmul(u, u, s, value=-1)
+        )
     return spikes, v, us
 
 
@@ -226,7 +230,7 @@ class _FusedLIFFn(torch.autograd.Function):
         if grad_s is None:
             grad_s = torch.zeros_like(us)
         g = ctx.surrogate.grad(us - th)  # all steps at once: one kernel instead of T
-        s = (us >= th).to(us.dtype)
+        s = torch.ge(us, th, out=torch.empty_like(us))
         # gradient w.r.t. u[t] excluding the route through v[t]
         gs = grad_s * g
         if soft:
@@ -236,9 +240,11 @@ class _FusedLIFFn(torch.autograd.Function):
         gx = torch.empty_like(us)
         gv = torch.zeros_like(us[0]) if grad_v is None else grad_v
         for t in range(n_steps - 1, -1, -1):
-            gu = gs[t] + (gv if dv_du is None else gv * dv_du[t])
-            gx[t] = gu
-            gv = lam * gu
+            if dv_du is None:
+                gu = torch.add(gs[t], gv, out=gx[t])
+            else:
+                gu = torch.addcmul(gs[t], gv, dv_du[t], out=gx[t])
+            gv = gu * lam
         g_decay = None
         if ctx.needs_input_grad[2]:
             # v[t-1] for every t, recomputed from u: reset(u[t-1], s[t-1]), v[-1] = v0

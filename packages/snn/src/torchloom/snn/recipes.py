@@ -12,7 +12,7 @@ import torch
 from torchloom.core.data import digits
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.snn.encoders import direct_encode
-from torchloom.snn.memory import SavedTensorMeter
+from torchloom.snn.memory import measure_memory
 from torchloom.snn.models import SpikingMLP
 from torchloom.snn.neurons import LIF, reset_states, step_mode
 from torchloom.snn.sltt import StepOutput, bptt, predict, sltt, sltt_k
@@ -79,11 +79,14 @@ def _train_all(
     return out
 
 
-def _peak_bytes(trainer: Trainer, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    with SavedTensorMeter(exclude=[*model.parameters(), x]) as meter:
-        trainer(model, x, y)
+def _peak_bytes(
+    trainer: Trainer, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[int, int | None]:
+    report = measure_memory(
+        lambda: trainer(model, x, y), exclude=[*model.parameters(), x], device=x.device
+    )
     model.zero_grad(set_to_none=True)
-    return meter.peak_bytes
+    return report.saved_peak_bytes, report.cuda_peak_bytes
 
 
 @recipe(
@@ -150,13 +153,16 @@ def sltt_digits(ctx: RunContext) -> Result:
     t_values = [4, 8, 16, 32]
     mem_rows = []
     mem: dict[tuple[str, int], int] = {}
+    cuda_mem: dict[tuple[str, int], int] = {}
     model = _model(ctx.seed, dev)
     y = data.y_train[:_BATCH]
     g = torch.Generator().manual_seed(ctx.seed)
     for t in ctx.progress(t_values, description="memory vs T"):
         x = direct_encode(data.x_train[:_BATCH], t)
         for name, trainer in _trainers(k, g).items():
-            mem[name, t] = _peak_bytes(trainer, model, x, y)
+            mem[name, t], cuda_peak = _peak_bytes(trainer, model, x, y)
+            if cuda_peak is not None:
+                cuda_mem[name, t] = cuda_peak
         mem_rows.append({"T": t, **{f"{n} KiB": round(mem[n, t] / 1024, 1) for n in summary}})
 
     table = [
@@ -181,6 +187,8 @@ def sltt_digits(ctx: RunContext) -> Result:
         "acc_sltt_k": summary[f"SLTT-{k}"]["acc"],
         "acc_gap_points": summary["BPTT"]["acc"] - summary["SLTT"]["acc"],
     }
+    if cuda_mem:
+        metrics["cuda_memory_ratio_t16"] = cuda_mem["SLTT", 16] / cuda_mem["BPTT", 16]
     for row in table:
         ctx.log(" | ".join(f"{key}: {val}" for key, val in row.items()))
 
