@@ -1,7 +1,10 @@
-"""Interpretable models: TELL clustering, prototype networks, robust counterfactuals, grounding plans."""
+"""Interpretable models: TELL clustering (prototype networks, robust counterfactuals and
+grounding plans are planned)."""
 
 from importlib.metadata import version as _version
 
+from torchloom.explain.tell import TELL as TELL, TELLClustering as TELLClustering
+
 __version__ = _version("torchloom-explain")
 
-__all__: list[str] = ["__version__"]
+__all__ = ["TELL", "TELLClustering", "__version__"]
