@@ -1,4 +1,5 @@
-"""Differentiable architecture search: DARTS family, ProxylessNAS, FBNet on one supernet framework."""
+"""Differentiable architecture search: DARTS family, ProxylessNAS, FBNet on one supernet
+framework."""
 
 from importlib.metadata import version as _version
 

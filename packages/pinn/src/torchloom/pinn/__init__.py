@@ -1,4 +1,5 @@
-"""Physics-informed networks: FlamePINN-1D, hard-constraint mixture-of-experts, neural constitutive laws."""
+"""Physics-informed networks: FlamePINN-1D, hard-constraint mixture-of-experts, neural constitutive
+laws."""
 
 from importlib.metadata import version as _version
 
