@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,9 @@ import torchloom.{imp}
 
 
 def _init(name: str, description: str) -> str:
-    return f'''"""{description}"""
+    # wrapped so the docstring stays within the 100-column line limit
+    doc = textwrap.fill(description, 90)
+    return f'''"""{doc}"""
 
 from importlib.metadata import version as _version
 
