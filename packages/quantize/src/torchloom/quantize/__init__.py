@@ -14,6 +14,13 @@ from torchloom.quantize.biper import (
     set_biper_stage as set_biper_stage,
     tau_schedule as tau_schedule,
 )
+from torchloom.quantize.distill import (
+    DifferentiableQuantization as DifferentiableQuantization,
+    DistillationLoss as DistillationLoss,
+    LearnedPointsQuantizer as LearnedPointsQuantizer,
+    QuantizedDistillation as QuantizedDistillation,
+    distillation_loss as distillation_loss,
+)
 from torchloom.quantize.uniform import (
     UniformQuantizer as UniformQuantizer,
     fake_quantize_model as fake_quantize_model,
@@ -32,6 +39,10 @@ __version__ = _version("torchloom-quantize")
 __all__: list[str] = [
     "BiPerConv2d",
     "BiPerLinear",
+    "DifferentiableQuantization",
+    "DistillationLoss",
+    "LearnedPointsQuantizer",
+    "QuantizedDistillation",
     "SignSTEConv2d",
     "SignSTELinear",
     "UniformQuantizer",
@@ -39,6 +50,7 @@ __all__: list[str] = [
     "binarize_model",
     "binary_activation",
     "biper_regularizer",
+    "distillation_loss",
     "fake_quantize_model",
     "fake_uniform_quantize",
     "freeze_quantization",

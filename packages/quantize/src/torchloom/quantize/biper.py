@@ -273,7 +273,7 @@ def _ste_weight(w: torch.Tensor, clip: float | None) -> torch.Tensor:
 def _sign_id(w: torch.Tensor) -> torch.Tensor:
     # identity straight-through: forward sign(w) (sign(0) = +1), backward dL/dw = dL/db
     b = torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
-    return w + (b - w).detach()
+    return b + (w - w.detach())
 
 
 _Binary = (BiPerLinear, BiPerConv2d, SignSTELinear, SignSTEConv2d)

@@ -20,7 +20,7 @@ number of entries, ``remainder="partial"`` makes the last bucket shorter and
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -164,7 +164,8 @@ def fake_uniform_quantize(
     q = uniform_quantize(
         x, bits, bucket_size, stochastic=stochastic, generator=generator, remainder=remainder
     )
-    return x + (q - x).detach()
+    # q + (x − x) is exactly q in the forward (x + (q − x) is not, in floating point)
+    return q + (x - x.detach())
 
 
 def nonuniform_quantize(
@@ -335,11 +336,22 @@ def freeze_quantization(model: nn.Module) -> nn.Module:
     """
     was_training = model.training
     model.eval()  # deterministic rounding for the stored weights
-    for mod in list(model.modules()):
-        plist = getattr(mod, "parametrizations", None)
-        if plist is None:
-            continue
-        for name in list(plist.keys()):
-            parametrize.remove_parametrizations(mod, name, leave_parametrized=True)
+    with torch.no_grad():
+        for mod in list(model.modules()):
+            if getattr(mod, "parametrizations", None) is not None:
+                _unparametrize(mod)
     model.train(was_training)
     return model
+
+
+def _unparametrize(mod: nn.Module) -> None:
+    # Not parametrize.remove_parametrizations: it deletes the property from the parametrised
+    # class, which a deep copy shares with its original, breaking the original module.
+    plist: Any = mod.parametrizations
+    values = {name: (getattr(mod, name), plist[name].original) for name in plist.keys()}
+    mod.__class__ = type(mod).__bases__[0]
+    del mod._modules["parametrizations"]
+    for name, (value, orig) in values.items():
+        mod.register_parameter(
+            name, nn.Parameter(value.detach().clone(), requires_grad=orig.requires_grad)
+        )
