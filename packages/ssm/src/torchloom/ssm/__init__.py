@@ -28,6 +28,15 @@ from torchloom.ssm.pointer import (
     PointerAttention as PointerAttention,
     PointerNetwork as PointerNetwork,
 )
+from torchloom.ssm.sma import (
+    GatedAttentionUnit as GatedAttentionUnit,
+    LatentConfigurator as LatentConfigurator,
+    SeqBoat as SeqBoat,
+    SeqBoatLayer as SeqBoatLayer,
+    compress_tokens as compress_tokens,
+    expand_tokens as expand_tokens,
+    local_attention as local_attention,
+)
 from torchloom.ssm.tasks import (
     convex_hull_batched as convex_hull_batched,
     convex_hull_targets as convex_hull_targets,
@@ -43,16 +52,22 @@ __version__ = _version("torchloom-ssm")
 
 __all__: list[str] = [
     "LSSL",
+    "GatedAttentionUnit",
     "LSSLModel",
+    "LatentConfigurator",
     "PointerAttention",
     "PointerNetwork",
+    "SeqBoat",
+    "SeqBoatLayer",
     "__version__",
     "backward_euler",
     "bilinear",
+    "compress_tokens",
     "convex_hull_batched",
     "convex_hull_targets",
     "delaunay_targets",
     "discretize",
+    "expand_tokens",
     "fft_conv",
     "forward_euler",
     "gbt",
@@ -64,6 +79,7 @@ __all__: list[str] = [
     "legs",
     "legs_online",
     "legt",
+    "local_attention",
     "random_points",
     "tour_length",
     "tsp_brute_force",

@@ -130,9 +130,9 @@ def tsp_held_karp(points: torch.Tensor, chunk: int = 256) -> tuple[list[list[int
     """
     p = _points(points, 2)
     bsz, n = p.shape[:2]
-    if n <= 3:
-        tours = [_canonical(list(range(n))) for _ in range(bsz)]
-        return tours, tour_length(points, torch.tensor(tours))
+    if n <= 3:  # every tour is optimal
+        trivial = [_canonical(list(range(n))) for _ in range(bsz)]
+        return trivial, tour_length(points, torch.tensor(trivial))
     m = n - 1  # cities 1..n-1 are bits 0..m-1
     full = (1 << m) - 1
     layers = []
