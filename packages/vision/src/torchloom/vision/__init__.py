@@ -11,6 +11,15 @@ from torchloom.vision.msssim import (
     ms_ssim_min_size as ms_ssim_min_size,
     ssim as ssim,
 )
+from torchloom.vision.skeleton import (
+    Skeletonize as Skeletonize,
+    binarize as binarize,
+    cldice_loss as cldice_loss,
+    endpoints as endpoints,
+    simple_points as simple_points,
+    skeletonize as skeletonize,
+    soft_skeleton as soft_skeleton,
+)
 
 __version__ = _version("torchloom-vision")
 
@@ -18,9 +27,16 @@ __all__: list[str] = [
     "MS_SSIM_WEIGHTS",
     "MSSSIMLoss",
     "SSIMLoss",
+    "Skeletonize",
     "__version__",
+    "binarize",
+    "cldice_loss",
+    "endpoints",
     "gaussian_window",
     "ms_ssim",
     "ms_ssim_min_size",
+    "simple_points",
+    "skeletonize",
+    "soft_skeleton",
     "ssim",
 ]
