@@ -37,6 +37,14 @@ from torchloom.theory.ntk import (
     ntk_kernel as ntk_kernel,
     predict_gd as predict_gd,
 )
+from torchloom.theory.scale_mixture import (
+    GaussianScaleMixturePosterior as GaussianScaleMixturePosterior,
+    StudentTPosterior as StudentTPosterior,
+    sample_scale_mixture_prior as sample_scale_mixture_prior,
+    scale_mixture_posterior as scale_mixture_posterior,
+    student_t_log_marginal_likelihood as student_t_log_marginal_likelihood,
+    student_t_posterior as student_t_posterior,
+)
 
 __version__ = _version("torchloom-theory")
 
@@ -45,10 +53,12 @@ __all__: list[str] = [
     "CollapseGeometry",
     "Criticality",
     "FourPointResult",
+    "GaussianScaleMixturePosterior",
     "InfiniteWidthKernels",
     "MonteCarloMoments",
     "NTKLinear",
     "NeuralCollapseMetrics",
+    "StudentTPosterior",
     "__version__",
     "class_means",
     "critical_initialization",
@@ -70,5 +80,9 @@ __all__: list[str] = [
     "orthogonal_frame_distance",
     "predict_gd",
     "sample_preactivations",
+    "sample_scale_mixture_prior",
+    "scale_mixture_posterior",
+    "student_t_log_marginal_likelihood",
+    "student_t_posterior",
     "susceptibilities",
 ]
