@@ -2,6 +2,12 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.dsp.autoencoder import (
+    Autoencoder as Autoencoder,
+    Decoder as Decoder,
+    ZEncoder as ZEncoder,
+    hz_to_midi as hz_to_midi,
+)
 from torchloom.dsp.core import (
     amplitude_to_db as amplitude_to_db,
     db_to_amplitude as db_to_amplitude,
@@ -43,11 +49,14 @@ from torchloom.dsp.synth import (
 __version__ = _version("torchloom-dsp")
 
 __all__: list[str] = [
+    "Autoencoder",
+    "Decoder",
     "ExpDecayReverb",
     "FilteredNoise",
     "Harmonic",
     "MultiScaleSpectralLoss",
     "Reverb",
+    "ZEncoder",
     "__version__",
     "a_weighting",
     "amplitude_to_db",
@@ -60,6 +69,7 @@ __all__: list[str] = [
     "frequency_impulse_response",
     "harmonic_frequencies",
     "harmonic_synth",
+    "hz_to_midi",
     "mel_filterbank",
     "mfcc",
     "multiscale_spectral_loss",

@@ -59,7 +59,8 @@ def remove_above_nyquist(
             f"{tuple(frequencies.shape)} and {tuple(amplitudes.shape)}"
         )
     nyquist = check_positive(sample_rate, "sample_rate") / 2.0
-    return torch.where(frequencies >= nyquist, torch.zeros_like(amplitudes), amplitudes)
+    # A mask product (not torch.where) keeps the backward pass to one multiply.
+    return amplitudes * (frequencies < nyquist).to(amplitudes.dtype)
 
 
 def normalize_harmonics(
@@ -164,9 +165,13 @@ def harmonic_synth(
         harmonic_distribution = normalize_harmonics(harmonic_distribution, f0, sr)
     harmonic_amps = amplitude.unsqueeze(-1) * harmonic_distribution
     f0_env = resample(f0, n_samples, method="linear")
-    freq_env = harmonic_frequencies(f0_env, n_harmonics)
     amp_env = resample(harmonic_amps, n_samples, method=amp_resample)
-    return oscillator_bank(freq_env, amp_env, sr)
+    amp_env = remove_above_nyquist(harmonic_frequencies(f0_env, n_harmonics), amp_env, sr)
+    # Harmonic k's phase is exactly k times the fundamental's: one running sum instead of K,
+    # and sin(k * (phi mod 2 pi)) == sin(k * phi) for integer k.
+    k = torch.arange(1, n_harmonics + 1, device=f0.device, dtype=f0.dtype)
+    phase = _cumulative_phase(f0_env.unsqueeze(-1), sr) * k
+    return (amp_env * torch.sin(phase)).sum(dim=-1)
 
 
 class Harmonic(nn.Module):

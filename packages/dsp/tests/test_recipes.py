@@ -1,0 +1,29 @@
+"""Every dsp recipe runs in quick mode, its checked claims hold and its files are written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from torchloom.core.recipes import recipes_in, run_recipe
+from torchloom.dsp import recipes
+
+RECIPES = recipes_in(recipes)
+
+
+def test_recipes_registered() -> None:
+    assert set(RECIPES) == {"dsp.fit", "dsp.autoencoder"}
+    assert all(r.papers == (10,) for r in RECIPES.values())
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_quick(name: str, tmp_path: Path) -> None:
+    result = run_recipe(RECIPES[name], quick=True, out_dir=tmp_path, show_progress=False)
+    failed = [(c.claim.describe(), c.measured) for c in result.claims if c.checked and not c.holds]
+    assert failed == []
+    record = json.loads((tmp_path / name / "result.json").read_text())
+    assert record["ok"] is True
+    assert result.figures and all(Path(f).exists() for f in result.figures)
+    assert result.tables
