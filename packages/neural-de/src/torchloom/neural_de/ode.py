@@ -459,7 +459,9 @@ def _integrate_on_grid(
     tab = opts.tab
     outs = [y0]
     y = y0
-    f0 = f(grid[0], y0)
+    # FSAL methods carry f(t₁, y₁) into the next step; the others evaluate f(t₀, y₀) at the
+    # start of each step, so no evaluation is wasted after the last one.
+    f0 = f(grid[0], y0) if tab.fsal else y0
     i_out = 1
     for t, t1 in itertools.pairwise(grid):
         h = t1 - t
@@ -476,13 +478,16 @@ def _integrate_on_grid(
             t1: float = t1,
             wanted: list[float] = wanted,
         ) -> tuple[Tensor, ...]:
-            st = _rk_step(f, tab, t, h, y_, f0_)
-            f1 = st.ks[-1] if tab.fsal else f(t1, st.y1)
+            st = _rk_step(f, tab, t, h, y_, f0_ if tab.fsal else f(t, y_))
+            f1 = st.ks[-1] if tab.fsal else st.y1
             res = [st.y1, f1]
             for s in wanted:
-                res.append(
-                    st.y1 if s >= t1 else _interpolate(tab, y_, st.y1, st.ks, f1, h, (s - t) / h)
-                )
+                if s >= t1:
+                    res.append(st.y1)
+                    continue
+                if not tab.fsal:
+                    f1 = f(t1, st.y1)
+                res.append(_interpolate(tab, y_, st.y1, st.ks, f1, h, (s - t) / h))
             if st.err is not None:
                 tol = opts.atol + opts.rtol * torch.maximum(y_.abs(), st.y1.abs())
                 res.append(_rms(st.err / tol))
