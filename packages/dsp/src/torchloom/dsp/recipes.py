@@ -23,9 +23,10 @@ SAMPLE_RATE = 16000
 HOP = 64  # 250 frames per second, as in the paper
 
 
-def _spectrogram_db(audio: torch.Tensor, size: int = 512) -> torch.Tensor:
+def _spectrogram_db(audio: torch.Tensor, size: int = 512) -> Any:
+    """``(n_bins, n_frames)`` NumPy array of STFT magnitude in dB, for ``imshow``."""
     mag = stft_magnitude(audio.detach().reshape(1, -1).float().cpu(), size)[0]
-    return 20.0 * torch.log10(mag.clamp(min=1e-5))
+    return (20.0 * torch.log10(mag.clamp(min=1e-5))).T.numpy()
 
 
 def _fit_target(
@@ -172,7 +173,7 @@ def fit(ctx: RunContext) -> Result:
     axes[2].plot(n_hat.cpu().numpy(), "--", label="recovered")
     axes[2].set(title="noise magnitudes", xlabel="band", yscale="log")
     axes[2].legend()
-    axes[3].imshow(_spectrogram_db(fitted).T, origin="lower", aspect="auto", cmap="magma")
+    axes[3].imshow(_spectrogram_db(fitted), origin="lower", aspect="auto", cmap="magma")
     axes[3].set(title="fitted audio spectrogram", xlabel="frame", ylabel="bin")
     figure = ctx.savefig(fig, "fit.png")
 
@@ -302,10 +303,10 @@ def autoencoder(ctx: RunContext) -> Result:
     from torchloom.dsp.autoencoder import Autoencoder
 
     n_samples = ctx.pick(4096, 16000)
-    n_train, n_test = ctx.pick(16, 96), ctx.pick(4, 16)
-    steps = ctx.pick(60, 1500)
-    batch = ctx.pick(8, 16)
-    hidden = ctx.pick(48, 256)
+    n_train, n_test = ctx.pick(16, 64), ctx.pick(4, 16)
+    steps = ctx.pick(60, 800)
+    batch = ctx.pick(8, 8)
+    hidden = ctx.pick(48, 128)
     n_harmonics, n_bands = ctx.pick(30, 60), ctx.pick(33, 65)
     dev = ctx.device
     gen = ctx.generator
@@ -319,7 +320,7 @@ def autoencoder(ctx: RunContext) -> Result:
         n_harmonics=n_harmonics,
         n_noise_bands=n_bands,
         hidden=hidden,
-        n_layers=ctx.pick(1, 3),
+        n_layers=ctx.pick(1, 2),
         z_dim=ctx.pick(4, 16),
         reverb_length=SAMPLE_RATE // 20,
     ).to(dev)
@@ -409,7 +410,7 @@ def autoencoder(ctx: RunContext) -> Result:
             ("f0 x 2^(5/12)", shifted["audio"][0]),
         ],
     ):
-        ax.imshow(_spectrogram_db(audio).T, origin="lower", aspect="auto", cmap="magma", vmin=-80)
+        ax.imshow(_spectrogram_db(audio), origin="lower", aspect="auto", cmap="magma", vmin=-80)
         ax.set(title=title, xlabel="frame", ylabel="bin")
     figure = ctx.savefig(fig, "autoencoder.png")
 
