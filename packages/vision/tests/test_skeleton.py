@@ -251,6 +251,12 @@ def test_soft_skeleton_and_cldice() -> None:
     ours = Skeletonize(num_iter=None, probabilistic=False)
     assert float(cldice_loss(ims, ims, ours)) == pytest.approx(0.0, abs=1e-6)
     assert float(cldice_loss(ims, ims)) == pytest.approx(0.0, abs=1e-6)
+    pre = ours(ims)
+    torch.testing.assert_close(
+        cldice_loss(0.7 * ims, ims, ours, target_skeleton=pre), cldice_loss(0.7 * ims, ims, ours)
+    )
+    with pytest.raises(ValueError, match="target_skeleton"):
+        cldice_loss(ims, ims, ours, target_skeleton=pre[:1])
     pred = (0.2 + 0.6 * ims).requires_grad_()
     loss = cldice_loss(pred, ims)
     loss.backward()

@@ -233,6 +233,7 @@ def cldice_loss(
     target: Tensor,
     skeleton: Callable[[Tensor], Tensor] | None = None,
     smooth: float = 1.0,
+    target_skeleton: Tensor | None = None,
 ) -> Tensor:
     """Centreline Dice loss ``1 - 2·Tprec·Tsens / (Tprec + Tsens)`` (Shit et al. 2021).
 
@@ -245,6 +246,8 @@ def cldice_loss(
         skeleton: the skeleton function ``S``; :func:`soft_skeleton` if ``None``. Pass e.g.
             ``Skeletonize(probabilistic=True)`` for the topology-preserving version.
         smooth: additive smoothing of both ratios.
+        target_skeleton: ``S(target)`` if already computed (the target does not change during
+            training, so it can be skeletonized once).
     """
     _check_image(pred, "pred")
     _check_image(target, "target")
@@ -256,7 +259,15 @@ def cldice_loss(
     check_positive(smooth, "smooth")
     skel_fn = skeleton if skeleton is not None else soft_skeleton
     skel_pred = skel_fn(pred)
-    skel_true = skel_fn(target)
+    if target_skeleton is None:
+        skel_true = skel_fn(target)
+    else:
+        if target_skeleton.shape != target.shape:
+            raise ValueError(
+                f"target_skeleton must have the target's shape {tuple(target.shape)}, got "
+                f"{tuple(target_skeleton.shape)}"
+            )
+        skel_true = target_skeleton
     tprec = ((skel_pred * target).sum() + smooth) / (skel_pred.sum() + smooth)
     tsens = ((skel_true * pred).sum() + smooth) / (skel_true.sum() + smooth)
     return 1.0 - 2.0 * tprec * tsens / (tprec + tsens)
