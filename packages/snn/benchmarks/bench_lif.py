@@ -164,6 +164,13 @@ def main() -> None:
         "snnTorch Leaky": (snn_t, None),
         "SpikingJelly LIFNode": (sj, lambda: functional.reset_net(sj)),
     }
+    ours_names = ["torchloom (fused)", "torchloom (loop)"]
+    if dev.type == "cuda":
+        from torchloom.snn._lif_ops import triton_available
+
+        if triton_available():
+            candidates["torchloom (triton)"] = (ours_lif("triton").to(dev), None)
+            ours_names.append("torchloom (triton)")
     with torch.no_grad():
         ref = candidates["torchloom (fused)"][0](x)
         for name, (m, reset) in candidates.items():
@@ -174,7 +181,7 @@ def main() -> None:
     case = f"LIF T={t_steps} B={batch} N={units} fwd+bwd"
     times = {n: median_time(fwd_bwd(m, x, r), repeats, dev) for n, (m, r) in candidates.items()}
     for peer in ("snnTorch Leaky", "SpikingJelly LIFNode"):
-        for ours in ("torchloom (fused)", "torchloom (loop)"):
+        for ours in ours_names:
             rows.append(
                 {
                     "case": f"{case}: {ours} vs {peer}",

@@ -19,8 +19,10 @@ state is an error, never a silent reset). SLTT training uses the single-step mod
 :mod:`torchloom.snn.sltt`.
 
 Backends for the multi-step path (chosen explicitly): ``"loop"`` runs the recurrence with ordinary
-autograd; ``"fused"`` runs the same recurrence in one ``torch.autograd.Function`` whose backward
-is the hand-written BPTT recurrence, saving only ``u`` (one tensor of shape ``(T, B, *)``).
+autograd; ``"fused"`` runs it as the ``torchloom_snn::lif_fwd`` custom op whose registered backward
+is the hand-written BPTT recurrence, saving only ``u`` (one tensor of shape ``(T, B, *)``);
+``"triton"`` is the same op with Triton kernels (CUDA tensors; CPU only under
+``TRITON_INTERPRET=1``). See :mod:`torchloom.snn._lif_ops`.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from torchloom.core.autograd import Surrogate, heaviside, rectangular
 from torchloom.core.checks import check_floating, check_positive
+from torchloom.snn._lif_ops import fused_lif
 
 __all__ = [
     "IF",
@@ -50,10 +53,10 @@ __all__ = [
 ]
 
 Reset = Literal["soft", "hard"]
-Backend = Literal["loop", "fused"]
+Backend = Literal["loop", "fused", "triton"]
 StepMode = Literal["multi", "single"]
 _RESETS = ("soft", "hard")
-_BACKENDS = ("loop", "fused")
+_BACKENDS = ("loop", "fused", "triton")
 _MODES = ("multi", "single")
 
 
@@ -162,99 +165,6 @@ def _lif_loop(
     return torch.stack(spikes), v
 
 
-def _fused_forward_impl(
-    x: torch.Tensor,
-    v0: torch.Tensor,
-    lam: torch.Tensor,
-    threshold: float,
-    reset: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    # one fused op per stage (charge, fire, reset), charge and spikes written in place
-    us = torch.empty_like(x)
-    spikes = torch.empty_like(x)
-    v = v0
-    for t in range(x.shape[0]):
-        u = torch.addcmul(x[t], v, lam, out=us[t])
-        # comparisons straight into a float buffer: much faster on CPU than bool masks
-        s = torch.ge(u, threshold, out=spikes[t])
-        v = (
-            torch.sub(u, s, alpha=threshold)
-            if reset == "soft"
-            else torch.addcmul(u, u, s, value=-1)
-        )
-    return spikes, v, us
-
-
-class _FusedLIFFn(torch.autograd.Function):
-    """Multi-step LIF with the BPTT recurrence written out by hand.
-
-    Backward, with ``g = g(u[t] - θ)`` the surrogate derivative and ``δv[t]`` the gradient reaching
-    ``v[t]`` from step ``t+1`` (``δv[T-1]`` from the returned final state)::
-
-        δu[t] = δs[t] g + δv[t] ∂v[t]/∂u[t]
-            soft: ∂v/∂u = 1 - θ g          (1 with detach_reset)
-            hard: ∂v/∂u = (1 - s) - u g    (1 - s with detach_reset)
-        δx[t] = δu[t],   δv[t-1] = λ δu[t],   δλ = Σ_t <δu[t], v[t-1]>
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        v0: torch.Tensor,
-        decay: torch.Tensor,
-        threshold: float,
-        reset: str,
-        kind: str,
-        param: float,
-        detach_reset: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        lam = decay.to(x.dtype)
-        spikes, v, us = _fused_forward_impl(x, v0, lam, threshold, reset)
-        ctx.save_for_backward(us, v0, lam)
-        ctx.threshold = threshold
-        ctx.reset = reset
-        ctx.surrogate = Surrogate(kind, param)  # type: ignore[arg-type]
-        ctx.detach_reset = detach_reset
-        return spikes, v
-
-    @staticmethod
-    def backward(
-        ctx: Any, grad_s: torch.Tensor | None, grad_v: torch.Tensor | None
-    ) -> tuple[Any, ...]:
-        us, v0, lam = ctx.saved_tensors
-        th: float = ctx.threshold
-        soft = ctx.reset == "soft"
-        keep_reset = not ctx.detach_reset
-        n_steps = us.shape[0]
-        if grad_s is None:
-            grad_s = torch.zeros_like(us)
-        g = ctx.surrogate.grad(us - th)  # all steps at once: one kernel instead of T
-        s = torch.ge(us, th, out=torch.empty_like(us))
-        # gradient w.r.t. u[t] excluding the route through v[t]
-        gs = grad_s * g
-        if soft:
-            dv_du = 1.0 - th * g if keep_reset else None
-        else:
-            dv_du = (1.0 - s) - us * g if keep_reset else 1.0 - s
-        gx = torch.empty_like(us)
-        gv = torch.zeros_like(us[0]) if grad_v is None else grad_v
-        for t in range(n_steps - 1, -1, -1):
-            if dv_du is None:
-                gu = torch.add(gs[t], gv, out=gx[t])
-            else:
-                gu = torch.addcmul(gs[t], gv, dv_du[t], out=gx[t])
-            gv = gu * lam
-        g_decay = None
-        if ctx.needs_input_grad[2]:
-            # v[t-1] for every t, recomputed from u: reset(u[t-1], s[t-1]), v[-1] = v0
-            v_post = us - th * s if soft else us * (1.0 - s)
-            v_prev = torch.cat([v0.unsqueeze(0), v_post[:-1]])
-            g_decay = (gx * v_prev).sum()
-        g_v0 = gv if ctx.needs_input_grad[1] else None
-        return gx, g_v0, g_decay, None, None, None, None, None
-
-
 def lif_multistep(
     x: torch.Tensor,
     v0: torch.Tensor | None = None,
@@ -271,7 +181,8 @@ def lif_multistep(
     Shapes: ``x`` is ``(T, B, *)`` (time first), ``v0`` is ``(B, *)`` or ``None`` (rest).
     Returns spikes ``(T, B, *)`` and the final post-reset potential ``v[T-1]`` ``(B, *)``.
     ``backend="loop"`` differentiates the Python recurrence with autograd, ``"fused"`` uses the
-    hand-written backward (identical gradients, less memory and time).
+    hand-written backward (identical gradients, less memory and time), ``"triton"`` the same
+    with Triton kernels (CUDA).
     """
     check_floating(x, "x")
     if x.dim() < 2:
@@ -297,10 +208,10 @@ def lif_multistep(
     lam_t = lam if isinstance(lam, torch.Tensor) else torch.tensor(lam, dtype=x.dtype)
     lam_t = lam_t.to(x.device)
     v_init = torch.zeros_like(x[0]) if v0 is None else v0
-    out: tuple[torch.Tensor, torch.Tensor] = _FusedLIFFn.apply(
-        x, v_init, lam_t, float(threshold), reset, sg.kind, sg.param, bool(detach_reset)
+    impl = "triton" if backend == "triton" else "torch"
+    return fused_lif(
+        x, v_init, lam_t, float(threshold), reset == "soft", sg, bool(detach_reset), impl
     )
-    return out
 
 
 class StepModule(nn.Module):
