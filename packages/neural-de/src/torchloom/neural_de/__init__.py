@@ -19,6 +19,12 @@ from torchloom.neural_de.regularize import (
     solver_regularizer as solver_regularizer,
     stiffness_regularizer as stiffness_regularizer,
 )
+from torchloom.neural_de.sde import (
+    LatentSDE as LatentSDE,
+    NeuralSDE as NeuralSDE,
+    brownian_interval as brownian_interval,
+    sdeint as sdeint,
+)
 
 __version__ = _version("torchloom-neural-de")
 
@@ -26,15 +32,19 @@ __all__: list[str] = [
     "ADAPTIVE_METHODS",
     "FIXED_METHODS",
     "ExponentialDecay",
+    "LatentSDE",
+    "NeuralSDE",
     "ODESolution",
     "ODESolverError",
     "PIController",
     "RNODEField",
     "SolverStats",
     "__version__",
+    "brownian_interval",
     "error_regularizer",
     "odeint",
     "odesolve",
+    "sdeint",
     "solver_regularizer",
     "stiffness_regularizer",
 ]
