@@ -115,20 +115,24 @@ def empirical_ntk(
         out = torch.stack(terms).sum(0)
         return out / next(iter(j1.values())).shape[1] if trace else out
 
-    def ntk_pair(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        res = vjp(lambda p: f_single(p, xb), params)
-        out_b, vjp_fn = res[0], res[1]
+    def f_batch(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = functional_call(model, (p, buffers), (x,))
+        return out.reshape(x.shape[0], -1)
 
-        def column(vec: torch.Tensor) -> torch.Tensor:
-            (tangent,) = vjp_fn(vec)
-            col: torch.Tensor = jvp(lambda p: f_single(p, xa), (params,), (tangent,))[1]
-            return col
+    # One vjp per output coordinate (j, b) of the x2 batch gives J(x2_j)_b^T (examples do not
+    # interact, as for per-example Jacobians); one batched jvp over x1 then gives a column.
+    res = vjp(lambda p: f_batch(p, x2), params)
+    out2, vjp_fn = res[0], res[1]
+    n2, o = out2.shape
 
-        basis = torch.eye(out_b.numel(), dtype=out_b.dtype, device=out_b.device)
-        # vmap over basis e_b gives rows b: [b, a] = <J_a(xa), J_b(xb)>; transpose to [a, b].
-        return vmap(column)(basis).T
+    def column(cotangent: torch.Tensor) -> torch.Tensor:
+        (tangent,) = vjp_fn(cotangent)
+        col: torch.Tensor = jvp(lambda p: f_batch(p, x1), (params,), (tangent,))[1]
+        return col
 
-    k = vmap(vmap(ntk_pair, in_dims=(None, 0)), in_dims=(0, None), chunk_size=chunk_size)(x1, x2)
+    basis = torch.eye(n2 * o, dtype=out2.dtype, device=out2.device).reshape(n2 * o, n2, o)
+    cols = vmap(column, chunk_size=chunk_size)(basis)  # (N2 * O, N1, O): [(j, b), i, a]
+    k = cols.reshape(n2, o, x1.shape[0], o).permute(2, 0, 3, 1)
     return k.diagonal(dim1=-2, dim2=-1).mean(-1) if trace else k
 
 
