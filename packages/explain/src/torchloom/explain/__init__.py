@@ -1,8 +1,16 @@
-"""Interpretable models: TELL clustering and prototype networks (robust counterfactuals and
-grounding plans are planned)."""
+"""Interpretable models: TELL clustering, prototype networks and robust counterfactuals
+(grounding plans are planned)."""
 
 from importlib.metadata import version as _version
 
+from torchloom.explain.counterfactual import (
+    TRexResult as TRexResult,
+    nearest_counterfactual as nearest_counterfactual,
+    stability as stability,
+    stability_lipschitz_bound as stability_lipschitz_bound,
+    trex as trex,
+    wachter_counterfactual as wachter_counterfactual,
+)
 from torchloom.explain.prototype import (
     PrototypeExplanation as PrototypeExplanation,
     PrototypeLoss as PrototypeLoss,
@@ -19,6 +27,12 @@ __all__ = [
     "PrototypeLoss",
     "PrototypeNetwork",
     "TELLClustering",
+    "TRexResult",
     "__version__",
+    "nearest_counterfactual",
     "prototype_regularizers",
+    "stability",
+    "stability_lipschitz_bound",
+    "trex",
+    "wachter_counterfactual",
 ]
