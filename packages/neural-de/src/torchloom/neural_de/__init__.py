@@ -2,6 +2,14 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.neural_de.cde import (
+    CubicPath as CubicPath,
+    NeuralCDE as NeuralCDE,
+    hermite_cubic_path as hermite_cubic_path,
+    linear_path as linear_path,
+    natural_cubic_path as natural_cubic_path,
+    observation_channels as observation_channels,
+)
 from torchloom.neural_de.ode import (
     ADAPTIVE_METHODS as ADAPTIVE_METHODS,
     FIXED_METHODS as FIXED_METHODS,
@@ -31,8 +39,10 @@ __version__ = _version("torchloom-neural-de")
 __all__: list[str] = [
     "ADAPTIVE_METHODS",
     "FIXED_METHODS",
+    "CubicPath",
     "ExponentialDecay",
     "LatentSDE",
+    "NeuralCDE",
     "NeuralSDE",
     "ODESolution",
     "ODESolverError",
@@ -42,6 +52,10 @@ __all__: list[str] = [
     "__version__",
     "brownian_interval",
     "error_regularizer",
+    "hermite_cubic_path",
+    "linear_path",
+    "natural_cubic_path",
+    "observation_channels",
     "odeint",
     "odesolve",
     "sdeint",
