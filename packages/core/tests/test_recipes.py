@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,14 @@ def test_context_seeding_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_recipes_in_module_collects_instances() -> None:
-    import sys
-
     found = recipes_in(sys.modules[__name__])
     assert {"toy.pass", "toy.mixed"} <= set(found)
+
+
+def test_assert_recipe_holds(tmp_path: Path) -> None:
+    from torchloom.core.testing import assert_recipe_holds, recipes_of
+
+    assert {r.name for r in recipes_of(sys.modules[__name__])} >= {"toy.pass", "toy.mixed"}
+    assert assert_recipe_holds(_passing, tmp_path).ok
+    with pytest.raises(AssertionError, match="claims did not hold"):
+        assert_recipe_holds(_mixed, tmp_path)

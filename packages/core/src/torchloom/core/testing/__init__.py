@@ -8,13 +8,17 @@ provides the ``device`` fixture, autouse seeding and the hypothesis profiles ``c
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["assert_gradcheck", "available_devices"]
+from torchloom.core.recipes import Recipe, Result, recipes_in, run_recipe
+
+__all__ = ["assert_gradcheck", "assert_recipe_holds", "available_devices", "recipes_of"]
 
 
 def available_devices() -> list[str]:
@@ -57,3 +61,24 @@ def assert_gradcheck(
     )
     if not ok:  # pragma: no cover - raise_exception=True raises first
         raise AssertionError("gradcheck failed")
+
+
+def recipes_of(module: Any) -> list[Recipe]:
+    """The recipes defined at the top level of ``module`` (for parametrising tests)."""
+    return list(recipes_in(module).values())
+
+
+def assert_recipe_holds(r: Recipe, out_dir: str | Path) -> Result:
+    """Run ``r`` in quick mode and assert every checked claim holds, ``result.json`` is written
+    and every figure it lists exists. Returns the result for further checks."""
+    res = run_recipe(r, quick=True, out_dir=out_dir, show_progress=False)
+    failed = [c.to_json() for c in res.claims if c.checked and not c.holds]
+    if failed:
+        raise AssertionError(f"{r.name}: claims did not hold in quick mode: {failed}")
+    data = json.loads((Path(out_dir) / r.name / "result.json").read_text())
+    if not data["ok"]:
+        raise AssertionError(f"{r.name}: result.json says ok=false")
+    missing = [p for p in data["figures"] if not Path(p).exists()]
+    if missing:
+        raise AssertionError(f"{r.name}: figures listed but not written: {missing}")
+    return res
