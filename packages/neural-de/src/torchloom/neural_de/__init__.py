@@ -33,6 +33,7 @@ from torchloom.neural_de.sde import (
     brownian_interval as brownian_interval,
     sdeint as sdeint,
 )
+from torchloom.neural_de.stable_sde import StableNeuralSDE as StableNeuralSDE
 
 __version__ = _version("torchloom-neural-de")
 
@@ -49,6 +50,7 @@ __all__: list[str] = [
     "PIController",
     "RNODEField",
     "SolverStats",
+    "StableNeuralSDE",
     "__version__",
     "brownian_interval",
     "error_regularizer",
