@@ -2,4 +2,491 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import copy
+import itertools
+import statistics
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchloom.core.data import Split, digits
+from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.quantize.biper import (
+    BiPerConv2d,
+    binarize_model,
+    biper_regularizer,
+    quantization_error,
+    set_biper_stage,
+    tau_schedule,
+)
+from torchloom.quantize.distill import (
+    DifferentiableQuantization,
+    QuantizedDistillation,
+    distillation_loss,
+)
+from torchloom.quantize.uniform import (
+    fake_quantize_model,
+    freeze_quantization,
+    model_size_bits,
+)
+
+__all__ = ["biper_digits", "distill_digits"]
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def _train(
+    ctx: RunContext,
+    model: nn.Module,
+    data: Split,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    description: str,
+    loss_fn: Loss = _ce,
+    extra: Callable[[int], torch.Tensor | float] | None = None,
+    params: list[nn.Parameter] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> None:
+    """Adam with a cosine schedule over shuffled mini-batches of 64; ``extra(epoch)`` is added
+    to the loss (a regulariser). The batch order depends on ``seed`` only, so every method of a
+    comparison sees the same batches."""
+    opt = torch.optim.Adam(list(model.parameters()) if params is None else params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    g = torch.Generator().manual_seed(seed)
+    n = data.x_train.shape[0]
+    for epoch in ctx.progress(range(epochs), total=epochs, description=description):
+        model.train()
+        perm = torch.randperm(n, generator=g).to(data.x_train.device)
+        for i in range(0, n, 64):
+            idx = perm[i : i + 64]
+            loss = loss_fn(model, data.x_train[idx], data.y_train[idx])
+            if extra is not None:
+                loss = loss + extra(epoch)
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(f"{description}: loss became {loss.item()}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+        sched.step()
+
+
+# ----------------------------------------------------------------------------------- BiPer
+
+
+def _binary_cnn(width: int) -> nn.Sequential:
+    """First conv and classifier full precision (as in BNN practice); the two middle convs are
+    the ones binarised (weights and inputs)."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.BatchNorm2d(width),
+        nn.Conv2d(width, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(width * 4, 10),
+    )
+
+
+_FP_LAYERS = ["0", "9"]
+
+
+@recipe(
+    name="quantize.biper",
+    papers=(5,),
+    claims=[
+        Claim(
+            "acc_gain_vs_ste",
+            ">",
+            0.0,
+            paper="BiPer above sign+STE binarisation on the same BNN (CIFAR-10 ResNet-18: "
+            "BiPer 93.75% vs ReCU 92.8%, up to +1%, Tab. 2)",
+            quick=False,
+        ),
+        Claim(
+            "acc_gain_vs_clipped_ste",
+            ">",
+            0.0,
+            paper="BiPer above clipped sign+STE on the same BNN (Tab. 2)",
+            quick=False,
+        ),
+        Claim(
+            "qe_drop_over_freq",
+            ">=",
+            0.5,
+            paper="ω₀ controls the quantisation error: E|sin(ω₀w) − sign(sin(ω₀w))| of the "
+            "trained latent weights falls from ≈1 towards 1 − 2/π as ω₀ grows (Sec. 3.2, Fig. 3)",
+        ),
+    ],
+)
+def biper_digits(ctx: RunContext) -> Result:
+    """BiPer vs sign+STE (identity and clipped) on the same binary CNN, 8×8 digits."""
+    data = digits().to(ctx.device)
+    width = ctx.pick(16, 16)
+    stage_epochs = ctx.pick(1, 15)
+    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(3)])
+    freq, lr, clip = 20.0, 5e-3, 0.1
+    tau_min, tau_max = 0.0, 1e-3
+    accs: dict[str, list[float]] = {"biper": [], "ste": [], "clipped_ste": []}
+    biper_models: list[nn.Module] = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        base = _binary_cnn(width).to(ctx.device)
+        for method in accs:
+            model = binarize_model(base, method=method, freq=freq, clip=clip, exclude=_FP_LAYERS)  # type: ignore[arg-type]
+            if method == "biper":
+
+                def reg(epoch: int, m: nn.Module = model) -> torch.Tensor:
+                    tau = tau_schedule(epoch, stage_epochs, tau_min, tau_max)
+                    return biper_regularizer(m, tau)
+
+                for stage in (1, 2):
+                    set_biper_stage(model, stage)  # type: ignore[arg-type]
+                    _train(
+                        ctx,
+                        model,
+                        data,
+                        epochs=stage_epochs,
+                        lr=lr,
+                        seed=seed + 100 * stage,
+                        description=f"BiPer stage {stage} seed {seed}",
+                        extra=reg,
+                    )
+                biper_models.append(model)
+            else:
+                for stage in (1, 2):  # same batches and lr restarts as BiPer's two stages
+                    _train(
+                        ctx,
+                        model,
+                        data,
+                        epochs=stage_epochs,
+                        lr=lr,
+                        seed=seed + 100 * stage,
+                        description=f"{method} part {stage} seed {seed}",
+                    )
+            accs[method].append(_accuracy(model, data.x_test, data.y_test))
+            ctx.log(f"seed {seed} {method}: test accuracy {accs[method][-1]:.4f}")
+
+    mean = {k: statistics.fmean(v) for k, v in accs.items()}
+
+    # the paper's analysis: QE(ω₀) for Laplacian weights vs the QE of the trained latent weights
+    freqs = torch.logspace(-1, 3, 40, dtype=torch.float64)
+    layers = [m for m in biper_models[0].modules() if isinstance(m, BiPerConv2d)]
+    curves = []
+    max_err, qe_drop = 0.0, float("inf")
+    for layer in layers:
+        w = layer.weight.detach().double().reshape(-1).cpu()
+        b = float((w - w.median()).abs().mean())  # Laplace scale, maximum likelihood
+        s = torch.sin(freqs[:, None] * w[None, :])
+        empirical = (s - torch.where(s >= 0, 1.0, -1.0)).abs().mean(1)
+        model_qe = quantization_error(freqs, b)
+        max_err = max(max_err, float((empirical - model_qe).abs().max()))
+        curves.append((b, empirical, model_qe))
+        qe_drop = min(qe_drop, float(empirical[0] - empirical[-1]))
+
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for k, (b, emp, qe) in enumerate(curves):
+        ax0.semilogx(freqs, qe, label=f"Laplace closed form, layer {k + 1} (b={b:.3f})")
+        ax0.semilogx(freqs, emp, "o", ms=3, label=f"trained weights, layer {k + 1}")
+    ax0.axvline(freq, color="grey", ls=":", label=f"ω₀ = {freq:g} (used)")
+    ax0.set(xlabel="ω₀", ylabel="E|sin(ω₀w) − sign(sin(ω₀w))|", title="quantisation error")
+    ax0.legend(fontsize=7)
+    names = list(accs)
+    ax1.bar(names, [100 * mean[n] for n in names], color=["C0", "C1", "C2"])
+    for i, n in enumerate(names):
+        ax1.plot([i] * len(accs[n]), [100 * a for a in accs[n]], "k.", ms=6)
+    lo = min(min(v) for v in accs.values())
+    ax1.set_ylim(100 * lo - 3, 100)
+    ax1.set(ylabel="test accuracy (%)", title=f"same binary CNN, {len(seeds)} seed(s)")
+    fig.tight_layout()
+    path = ctx.savefig(fig, "biper.png")
+
+    rows = [
+        {
+            "method": n,
+            "mean_acc": round(mean[n], 4),
+            "per_seed": [round(a, 4) for a in accs[n]],
+            "epochs": 2 * stage_epochs,
+        }
+        for n in names
+    ]
+    return Result(
+        metrics={
+            "biper_acc": mean["biper"],
+            "ste_acc": mean["ste"],
+            "clipped_ste_acc": mean["clipped_ste"],
+            "acc_gain_vs_ste": mean["biper"] - mean["ste"],
+            "acc_gain_vs_clipped_ste": mean["biper"] - mean["clipped_ste"],
+            "qe_laplace_max_abs_err": max_err,
+            "qe_drop_over_freq": qe_drop,
+            "qe_at_freq_closed_form": float(quantization_error(freq, curves[0][0])),
+        },
+        figures=[path],
+        tables={"accuracy": rows},
+        notes=[
+            f"binary CNN (width {width}): FP first conv and classifier, two binarised 3×3 convs "
+            "(weights and inputs); Adam lr 5e-3, cosine, two phases of "
+            f"{stage_epochs} epochs for every method (BiPer: stage 1 sin(ω₀w), stage 2 "
+            f"sign(sin(ω₀w)), ω₀={freq:g}, τ from {tau_min:g} to {tau_max:g}); clipped STE "
+            f"zeroes the gradient where |w| > {clip:g}.",
+            "8×8 digits is easy: differences between methods are a few test images; full mode "
+            "averages 3 seeds.",
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _resorter(dq: DifferentiableQuantization) -> Callable[[], None]:
+    def resort() -> None:
+        for q in dq.quantizers:
+            q.sort_points_()
+
+    return resort
+
+
+@recipe(
+    name="quantize.distill",
+    papers=(25,),
+    claims=[
+        Claim(
+            "qd4_gap_to_fp",
+            "<=",
+            0.02,
+            paper="4-bit quantized distillation: student close to its full-precision accuracy "
+            "(CIFAR-10 4-bit student 92.3% vs FP 92.9%, Tab. 1/2)",
+        ),
+        Claim(
+            "qd4_gain_vs_q4",
+            ">=",
+            0.0,
+            paper="quantized distillation above 4-bit quantised training without a teacher "
+            "(Tab. 1)",
+            quick=False,
+        ),
+        Claim(
+            "dq2_gain_vs_uniform2",
+            ">",
+            0.0,
+            paper="2-bit differentiable quantization above 2-bit uniform quantisation (Tab. 2)",
+            quick=False,
+        ),
+        Claim(
+            "dq2_distill_loss_ratio",
+            "<",
+            1.0,
+            paper="learning the points by SGD lowers the distillation loss (Sec. 2.2, Alg. 2)",
+        ),
+    ],
+)
+def distill_digits(ctx: RunContext) -> Result:
+    """Quantized distillation and differentiable quantization of a small MLP student, digits."""
+    data = digits(flatten=True).to(ctx.device)
+    teacher_sizes, student_sizes = [64, 128, 128, 10], [64, 32, 10]
+    teacher_epochs = ctx.pick(12, 30)
+    epochs = ctx.pick(8, 40)
+    dq_epochs = ctx.pick(2, 5)
+    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(3)])
+    bucket, temperature, alpha, lr = 256, 4.0, 0.7, 1e-2
+    res: dict[str, list[float]] = {k: [] for k in ("teacher", "fp", "qd4", "q4", "uniform2", "dq2")}
+    sizes: dict[str, int] = {}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        teacher = _mlp(teacher_sizes).to(ctx.device)
+        _train(
+            ctx,
+            teacher,
+            data,
+            epochs=teacher_epochs,
+            lr=lr,
+            seed=seed,
+            description=f"teacher seed {seed}",
+        )
+        res["teacher"].append(_accuracy(teacher, data.x_test, data.y_test))
+        teacher.eval()
+
+        torch.manual_seed(seed + 1)
+        init = _mlp(student_sizes).to(ctx.device)
+        fp = copy.deepcopy(init)
+        _train(
+            ctx,
+            fp,
+            data,
+            epochs=epochs,
+            lr=lr,
+            seed=seed + 1,
+            description=f"FP student seed {seed}",
+        )
+        res["fp"].append(_accuracy(fp, data.x_test, data.y_test))
+
+        # 4-bit quantized distillation vs 4-bit quantised training with labels only
+        qd = QuantizedDistillation(
+            copy.deepcopy(init),
+            teacher,
+            bits=4,
+            bucket_size=bucket,
+            temperature=temperature,
+            alpha=alpha,
+        )
+
+        def kd_loss(
+            m: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module = teacher
+        ) -> torch.Tensor:
+            with torch.no_grad():
+                t = teacher(x)
+            return distillation_loss(m(x), t, y, temperature=temperature, alpha=alpha)
+
+        _train(
+            ctx,
+            qd.student,
+            data,
+            epochs=epochs,
+            lr=lr,
+            seed=seed + 1,
+            loss_fn=kd_loss,
+            description=f"4-bit distilled seed {seed}",
+        )
+        qd4 = qd.export()
+        res["qd4"].append(_accuracy(qd4, data.x_test, data.y_test))
+
+        q4 = fake_quantize_model(copy.deepcopy(init), 4, bucket)
+        _train(
+            ctx,
+            q4,
+            data,
+            epochs=epochs,
+            lr=lr,
+            seed=seed + 1,
+            description=f"4-bit no teacher seed {seed}",
+        )
+        res["q4"].append(_accuracy(freeze_quantization(q4), data.x_test, data.y_test))
+
+        # 2 bits: uniform post-training quantisation of the FP student vs learned points
+        u2 = fake_quantize_model(copy.deepcopy(fp), 2, bucket)
+        sizes["uniform2"] = model_size_bits(u2)
+        res["uniform2"].append(_accuracy(u2, data.x_test, data.y_test))
+        dq = DifferentiableQuantization(
+            copy.deepcopy(fp),
+            teacher,
+            bits=2,
+            bucket_size=bucket,
+            init="uniform",
+            temperature=temperature,
+            alpha=alpha,
+        )
+        sizes["dq2"] = model_size_bits(dq.student)
+        with torch.no_grad():
+            kd_before = float(dq.loss(data.x_train, data.y_train))
+        _train(
+            ctx,
+            dq.student,
+            data,
+            epochs=dq_epochs,
+            lr=1e-3,
+            seed=seed + 2,
+            loss_fn=kd_loss,
+            params=list(dq.point_parameters()),
+            after_step=_resorter(dq),
+            description=f"2-bit differentiable seed {seed}",
+        )
+        res["dq2"].append(_accuracy(dq.student, data.x_test, data.y_test))
+        dq.student.eval()
+        with torch.no_grad():
+            kd_after = float(dq.loss(data.x_train, data.y_train))
+        res["dq2_loss_ratio"] = [*res.get("dq2_loss_ratio", []), kd_after / kd_before]
+
+        sizes["teacher"] = model_size_bits(teacher)
+        sizes["fp"] = model_size_bits(fp)
+        sizes["qd4"] = model_size_bits(qd.student)
+        sizes["q4"] = sizes["qd4"]
+
+    mean = {k: statistics.fmean(v) for k, v in res.items()}
+    labels = {
+        "teacher": "teacher (FP, 64-128-128-10)",
+        "fp": "student FP (64-32-10)",
+        "qd4": "student 4-bit, quantized distillation",
+        "q4": "student 4-bit, labels only",
+        "uniform2": "student 2-bit uniform (post-training)",
+        "dq2": "student 2-bit differentiable quantization",
+    }
+    rows = [
+        {
+            "model": labels[k],
+            "mean_acc": round(mean[k], 4),
+            "per_seed": [round(a, 4) for a in res[k]],
+            "size_bits": sizes[k],
+            "compression_vs_teacher": round(sizes["teacher"] / sizes[k], 1),
+        }
+        for k in labels
+    ]
+    for r in rows:
+        ctx.log(f"{r['model']:45s} acc {r['mean_acc']:.4f}  size {r['size_bits']} bits")
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in labels:
+        ax.scatter(sizes[k] / 8 / 1024, 100 * mean[k], s=40, label=labels[k])
+    ax.set_xscale("log")
+    ax.set(xlabel="model size (KiB)", ylabel="test accuracy (%)", title="digits: size vs accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    path = ctx.savefig(fig, "distill.png")
+
+    return Result(
+        metrics={
+            "teacher_acc": mean["teacher"],
+            "fp_acc": mean["fp"],
+            "qd4_acc": mean["qd4"],
+            "q4_acc": mean["q4"],
+            "uniform2_acc": mean["uniform2"],
+            "dq2_acc": mean["dq2"],
+            "qd4_gap_to_fp": mean["fp"] - mean["qd4"],
+            "qd4_gain_vs_q4": mean["qd4"] - mean["q4"],
+            "dq2_gain_vs_uniform2": mean["dq2"] - mean["uniform2"],
+            "dq2_distill_loss_ratio": mean["dq2_loss_ratio"],
+            "qd4_compression_vs_teacher": sizes["teacher"] / sizes["qd4"],
+            "qd4_size_bits": sizes["qd4"],
+            "teacher_size_bits": sizes["teacher"],
+        },
+        figures=[path],
+        tables={"models": rows},
+        notes=[
+            f"buckets of {bucket}, T={temperature:g}, loss {alpha:g}·T²·KL + "
+            f"{1 - alpha:.1f}·CE; all students start from the same initialisation and see the "
+            "same batches; sizes count codes, (α, β) per bucket in 32 bits, codebooks and FP "
+            "biases.",
+            "differentiable quantization learns only the points (weights fixed), from the FP "
+            "student, initialised uniformly so that it starts exactly at the 2-bit uniform "
+            "baseline; dq2_distill_loss_ratio is the training distillation loss after/before.",
+        ],
+    )
