@@ -33,18 +33,24 @@ from torchloom.snn import LIF, SpikingMLP
 DECAY, THETA, ALPHA = 0.5, 1.0, 2.0
 
 
-def median_time(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
+def median_times(
+    fns: dict[str, Callable[[], None]], repeats: int, device: torch.device
+) -> dict[str, float]:
+    """Median wall time of each function; repeats are interleaved round-robin so that load
+    from other processes hits every candidate alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def ours_lif(backend: str) -> nn.Module:
@@ -179,7 +185,7 @@ def main() -> None:
             if not torch.equal(m(x), ref):
                 raise RuntimeError(f"{name} spikes differ from torchloom's: not the same equations")
     case = f"LIF T={t_steps} B={batch} N={units} fwd+bwd"
-    times = {n: median_time(fwd_bwd(m, x, r), repeats, dev) for n, (m, r) in candidates.items()}
+    times = median_times({n: fwd_bwd(m, x, r) for n, (m, r) in candidates.items()}, repeats, dev)
     for peer in ("snnTorch Leaky", "SpikingJelly LIFNode"):
         for ours in ours_names:
             rows.append(
@@ -215,13 +221,15 @@ def main() -> None:
         torch.testing.assert_close(sj_mlp(xm), ref)
         torch.testing.assert_close(st_mlp(xm), ref)
     case = f"3-layer MLP {'-'.join(map(str, sizes))} T={t_steps} B={batch} fwd+bwd"
-    mlp_times = {
-        "torchloom": median_time(fwd_bwd(ours_mlp, xm, None), repeats, dev),
-        "snnTorch": median_time(fwd_bwd(st_mlp, xm, None), repeats, dev),
-        "SpikingJelly": median_time(
-            fwd_bwd(sj_mlp, xm, lambda: functional.reset_net(sj_mlp)), repeats, dev
-        ),
-    }
+    mlp_times = median_times(
+        {
+            "torchloom": fwd_bwd(ours_mlp, xm, None),
+            "snnTorch": fwd_bwd(st_mlp, xm, None),
+            "SpikingJelly": fwd_bwd(sj_mlp, xm, lambda: functional.reset_net(sj_mlp)),
+        },
+        repeats,
+        dev,
+    )
     for peer in ("snnTorch", "SpikingJelly"):
         rows.append(
             {

@@ -88,3 +88,18 @@ def test_triton_backend_never_falls_back_silently(monkeypatch):
     monkeypatch.setattr(_lif_ops, "_HAS_TRITON", False)
     with pytest.raises(RuntimeError, match="triton"):
         lif_multistep(torch.randn(3, 2, 4), surrogate=atan(2.0), backend="triton")
+
+
+@pytest.mark.slow  # importing and running dynamo/AOTAutograd takes about a minute on CPU
+def test_torch_compile_traces_the_custom_op_in_one_graph():
+    def f(x, lam):
+        s, v = lif_multistep(x, decay=lam, surrogate=atan(2.0), backend="fused")
+        return (s * torch.arange(5.0).view(5, 1, 1)).sum() + v.sum()
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    x = (torch.randn(5, 3, 4) * 2).requires_grad_()
+    lam = torch.tensor(0.6, requires_grad=True)
+    got = torch.autograd.grad(compiled(x, lam), (x, lam))
+    want = torch.autograd.grad(f(x, lam), (x, lam))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

@@ -74,27 +74,40 @@ def _bwd_torch(
     kind: str,
     param: float,
     detach_reset: bool,
+    need_decay: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # step by step rather than on whole (T, B, *) arrays: each step's operands stay in cache,
+    # about twice as fast on CPU as a handful of full-sequence passes
     th = threshold
-    g = Surrogate(kind, param).grad(us - th)  # type: ignore[arg-type]
-    s = torch.ge(us, th, out=torch.empty_like(us))
-    gs = grad_s * g
-    if soft:
-        dv_du = None if detach_reset else 1.0 - th * g
-    else:
-        dv_du = 1.0 - s if detach_reset else (1.0 - s) - us * g
+    sur = Surrogate(kind, param)  # type: ignore[arg-type]
     gx = torch.empty_like(us)
     gv = grad_v
+    g_decay = us.new_zeros(())
     for t in range(us.shape[0] - 1, -1, -1):
-        if dv_du is None:
-            gu = torch.add(gs[t], gv, out=gx[t])
+        u, gs = us[t], grad_s[t]
+        g = sur.grad(u - th)
+        if soft and detach_reset:  # δu = δs g + δv
+            gu = torch.addcmul(gv, gs, g, out=gx[t])
+        elif soft:  # δu = δv + g (δs - θ δv)
+            gu = torch.addcmul(gv, torch.sub(gs, gv, alpha=th), g, out=gx[t])
         else:
-            gu = torch.addcmul(gs[t], gv, dv_du[t], out=gx[t])
+            keep = torch.ge(u, th, out=torch.empty_like(u)).neg_().add_(1.0)  # 1 - s
+            if detach_reset:  # δu = δs g + δv (1 - s)
+                gu = torch.mul(gs, g, out=gx[t]).addcmul_(gv, keep)
+            else:  # δu = g (δs - δv u) + δv (1 - s)
+                gu = torch.mul(torch.addcmul(gs, gv, u, value=-1), g, out=gx[t])
+                gu.addcmul_(gv, keep)
+        if need_decay:
+            if t > 0:
+                up = us[t - 1]
+                sp = torch.ge(up, th, out=torch.empty_like(up))
+                v_prev = (
+                    torch.sub(up, sp, alpha=th) if soft else torch.addcmul(up, up, sp, value=-1)
+                )
+            else:
+                v_prev = v0
+            g_decay = g_decay + torch.sum(gu * v_prev)
         gv = gu * lam
-    # v[t-1] for every t, recomputed from u: reset(u[t-1], s[t-1]), v[-1] = v0
-    v_post = us - th * s if soft else us * (1.0 - s)
-    v_prev = torch.cat([v0.unsqueeze(0), v_post[:-1]])
-    g_decay = (gx * v_prev).sum()
     return gx, gv, g_decay
 
 
@@ -229,6 +242,7 @@ def _bwd_triton(
     kind: str,
     param: float,
     detach_reset: bool,
+    need_decay: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _need_triton()
     n = v0.numel()
@@ -296,10 +310,11 @@ def _lif_bwd(
     kind: str,
     param: float,
     detach_reset: bool,
+    need_decay: bool,
     impl: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     fn = _bwd_triton if impl == "triton" else _bwd_torch
-    return fn(grad_s, grad_v, us, v0, lam, threshold, soft, kind, param, detach_reset)
+    return fn(grad_s, grad_v, us, v0, lam, threshold, soft, kind, param, detach_reset, need_decay)
 
 
 @_lif_bwd.register_fake
@@ -314,6 +329,7 @@ def _(
     kind: str,
     param: float,
     detach_reset: bool,
+    need_decay: bool,
     impl: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.empty_like(us), torch.empty_like(v0), us.new_empty(())
@@ -332,9 +348,10 @@ def _backward(
     us, v0, lam = ctx.saved_tensors
     gs = torch.zeros_like(us) if grad_s is None else grad_s
     gv = torch.zeros_like(v0) if grad_v is None else grad_v
+    need_decay = bool(getattr(ctx, "needs_input_grad", (True,) * 3)[2])
     gx, gv0, g_decay = _lif_bwd(
         gs, gv, us, v0, lam, ctx.threshold, ctx.soft, ctx.kind, ctx.param, ctx.detach_reset,
-        ctx.impl,
+        need_decay, ctx.impl,
     )  # fmt: skip
     return gx, gv0, g_decay.reshape(lam.shape), None, None, None, None, None, None
 
