@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from torchloom.core.testing import assert_gradcheck
+from torchloom.dsp.core import resample
 from torchloom.dsp.synth import (
     ExpDecayReverb,
     FilteredNoise,
@@ -17,8 +18,10 @@ from torchloom.dsp.synth import (
     fft_convolve,
     filtered_noise,
     frequency_impulse_response,
+    harmonic_frequencies,
     harmonic_synth,
     normalize_harmonics,
+    oscillator_bank,
 )
 
 SR = 16000
@@ -96,11 +99,28 @@ def test_float32_phase_accumulation_stays_accurate() -> None:
     assert float((y64 - y32.double()).abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("method", ["linear", "window"])
+@pytest.mark.parametrize("n_samples", [640, 650])  # integer hop (fast path) and not
+def test_harmonic_synth_equals_oscillator_bank(method: str, n_samples: int) -> None:
+    # The synth equals the textbook form: per-sample envelopes into a bank of K oscillators.
+    frames, k = 10, 12
+    f0 = (300 + 900 * torch.rand(2, 1, dtype=torch.float64)) * (1 + 0.3 * torch.rand(2, frames))
+    amp = torch.rand(2, frames, dtype=torch.float64)
+    dist = torch.rand(2, frames, k, dtype=torch.float64)
+    if method == "window" and n_samples % frames:
+        return
+    ours = harmonic_synth(f0, amp, dist, SR, n_samples, amp_resample=method)
+    envelopes = resample(amp[..., None] * normalize_harmonics(dist, f0, SR), n_samples, method)
+    freqs = harmonic_frequencies(resample(f0, n_samples), k)
+    torch.testing.assert_close(ours, oscillator_bank(freqs, envelopes, SR), atol=1e-9, rtol=0)
+
+
 def test_harmonic_synth_gradcheck() -> None:
     f0 = torch.tensor([[300.0, 320.0, 310.0]], dtype=torch.float64, requires_grad=True)
     amp = torch.rand(1, 3, dtype=torch.float64, requires_grad=True)
     dist = torch.rand(1, 3, 4, dtype=torch.float64, requires_grad=True)
     assert_gradcheck(lambda a, b, c: harmonic_synth(a, b, c, SR, 48), [f0, amp, dist])
+    assert_gradcheck(lambda a, b, c: harmonic_synth(a, b, c, SR, 50, "linear"), [f0, amp, dist])
 
 
 def test_harmonic_module_state_and_device(device: torch.device) -> None:
