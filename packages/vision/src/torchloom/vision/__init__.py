@@ -11,6 +11,15 @@ from torchloom.vision.msssim import (
     ms_ssim_min_size as ms_ssim_min_size,
     ssim as ssim,
 )
+from torchloom.vision.nafdpm import (
+    LayerNorm2d as LayerNorm2d,
+    NAFBlock as NAFBlock,
+    NAFNet as NAFNet,
+    ResidualDiffusion as ResidualDiffusion,
+    SimpleGate as SimpleGate,
+    dpm_solver_sample as dpm_solver_sample,
+    linear_alpha_bars as linear_alpha_bars,
+)
 from torchloom.vision.skeleton import (
     Skeletonize as Skeletonize,
     binarize as binarize,
@@ -25,14 +34,21 @@ __version__ = _version("torchloom-vision")
 
 __all__: list[str] = [
     "MS_SSIM_WEIGHTS",
+    "LayerNorm2d",
     "MSSSIMLoss",
+    "NAFBlock",
+    "NAFNet",
+    "ResidualDiffusion",
     "SSIMLoss",
+    "SimpleGate",
     "Skeletonize",
     "__version__",
     "binarize",
     "cldice_loss",
+    "dpm_solver_sample",
     "endpoints",
     "gaussian_window",
+    "linear_alpha_bars",
     "ms_ssim",
     "ms_ssim_min_size",
     "simple_points",
