@@ -17,7 +17,9 @@ one time step at a time (single-step mode) from rest, with the instantaneous los
   ``K = T`` is :func:`sltt`.
 
 Batch norm inside the model sees one time step at a time in all three modes (see
-:mod:`torchloom.snn.models`).
+:mod:`torchloom.snn.models`). Outside that comparison, ordinary BPTT is faster by calling the model
+in multi-step mode on the whole ``(T, B, *)`` sequence (fused LIF backend) and backpropagating
+the loss once.
 """
 
 from __future__ import annotations
