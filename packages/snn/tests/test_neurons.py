@@ -255,6 +255,8 @@ def test_bad_input():
         LIF()(torch.randn(5))
     with pytest.raises(ValueError, match="v0"):
         lif_multistep(torch.randn(3, 2, 4), torch.randn(2, 5))
+    with pytest.raises(TypeError, match="v0 must have x's dtype"):
+        lif_multistep(torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(2, 4))
     with pytest.raises(TypeError, match="floating"):
         LIF()(torch.ones(3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="v must have the shape"):

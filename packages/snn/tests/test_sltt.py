@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, strategies as st
 
 from torchloom.core.autograd import heaviside, rectangular
 from torchloom.snn.memory import SavedTensorMeter
@@ -169,3 +170,42 @@ def test_bad_input():
         sltt(model, x.unsqueeze(-1), y)
     with pytest.raises(ValueError, match="NaN"):
         sltt(model, x, y, loss_fn=lambda o, t: o.sum() * float("nan"))
+
+
+def test_sltt_on_residual_cnn_equals_one_backward_over_detached_steps():
+    from torchloom.snn.models import SpikingCNN
+    from torchloom.snn.neurons import detach_states, reset_states, step_mode
+
+    torch.manual_seed(2)
+    model = SpikingCNN(1, 3, image_size=8, channels=(4,), residual=True)
+    x = torch.rand(4, 6, 1, 8, 8) * 3
+    y = torch.randint(0, 3, (6,))
+    sltt(model, x, y)
+    ours = model_grads(model)
+    model.zero_grad()
+    # reference: one graph over all steps, states detached between steps, a single backward
+    total = 0.0
+    with step_mode(model, "single"):
+        reset_states(model)
+        for t in range(4):
+            total = total + F.cross_entropy(model(x[t]), y) / 4
+            detach_states(model)
+        reset_states(model)
+    total.backward()
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(ours[k], p.grad, msg=k)
+    assert sum(float(g.abs().sum()) for g in ours.values()) > 0
+
+
+@given(t=st.integers(1, 5), b=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_sltt_k_full_is_sltt_property(t, b, seed):
+    torch.manual_seed(seed)
+    model = SpikingMLP(3, 2, hidden=(5,))
+    x = torch.rand(t, b, 3) * 3
+    y = torch.randint(0, 2, (b,))
+    sltt(model, x, y)
+    g1 = model_grads(model)
+    model.zero_grad()
+    sltt_k(model, x, y, k=t, generator=torch.Generator().manual_seed(seed))
+    for k, g in model_grads(model).items():
+        torch.testing.assert_close(g, g1[k])

@@ -203,6 +203,11 @@ def lif_multistep(
             raise ValueError(
                 f"v0 must have shape {tuple(x.shape[1:])} (x without time), got {tuple(v0.shape)}"
             )
+        if v0.dtype != x.dtype or v0.device != x.device:
+            raise TypeError(
+                f"v0 must have x's dtype and device ({x.dtype}, {x.device}), "
+                f"got ({v0.dtype}, {v0.device})"
+            )
     if backend == "loop":
         return _lif_loop(x, v0, lam, float(threshold), reset, sg, detach_reset)
     lam_t = lam if isinstance(lam, torch.Tensor) else torch.tensor(lam, dtype=x.dtype)
