@@ -9,6 +9,7 @@ import pytest
 
 from torchloom.core.recipes import recipes_in, run_recipe
 from torchloom.dsp import recipes
+from torchloom.dsp.io import read_wav
 
 RECIPES = recipes_in(recipes)
 
@@ -27,3 +28,7 @@ def test_recipe_quick(name: str, tmp_path: Path) -> None:
     assert record["ok"] is True
     assert result.figures and all(Path(f).exists() for f in result.figures)
     assert result.tables
+    if name == "dsp.autoencoder":
+        for wav in ("target.wav", "resynthesis.wav", "pitch_up_5_semitones.wav"):
+            audio, sr = read_wav(tmp_path / name / wav)
+            assert sr == 16000 and audio.abs().max() > 0.1

@@ -26,6 +26,7 @@ from torchloom.dsp.features import (
     mfcc as mfcc,
     yin as yin,
 )
+from torchloom.dsp.io import read_wav as read_wav, write_wav as write_wav
 from torchloom.dsp.losses import (
     MultiScaleSpectralLoss as MultiScaleSpectralLoss,
     multiscale_spectral_loss as multiscale_spectral_loss,
@@ -76,11 +77,13 @@ __all__: list[str] = [
     "normalize_harmonics",
     "oscillator_bank",
     "power_to_db",
+    "read_wav",
     "remove_above_nyquist",
     "resample",
     "safe_divide",
     "safe_log",
     "stft_magnitude",
     "upsample_with_windows",
+    "write_wav",
     "yin",
 ]

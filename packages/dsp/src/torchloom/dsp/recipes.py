@@ -309,9 +309,9 @@ def _spectral_centroid(audio: torch.Tensor) -> torch.Tensor:
 def autoencoder(ctx: RunContext) -> Result:
     """DDSP autoencoder on generated notes: resynthesis, noise baseline, pitch shift."""
     import matplotlib.pyplot as plt
-    from scipy.io import wavfile
 
     from torchloom.dsp.autoencoder import Autoencoder
+    from torchloom.dsp.io import write_wav
 
     n_samples = ctx.pick(4096, 16000)
     n_train, n_test = ctx.pick(16, 64), ctx.pick(4, 16)
@@ -406,9 +406,7 @@ def autoencoder(ctx: RunContext) -> Result:
     }
     for name, audio in wavs.items():
         peak = float(audio.abs().max().clamp(min=1e-6))
-        wavfile.write(
-            ctx.figure_path(name), SAMPLE_RATE, (audio / peak * 0.9).float().cpu().numpy()
-        )
+        write_wav(ctx.figure_path(name), audio / peak * 0.9, SAMPLE_RATE)
 
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
     axes[0].semilogy([h["loss"] for h in history])
