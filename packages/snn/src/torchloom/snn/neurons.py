@@ -141,6 +141,8 @@ def _lif_step(
                 f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}; "
                 "call reset_states() before feeding a batch of a different shape"
             )
+        if v.dtype != x.dtype:
+            raise TypeError(f"v must have x's dtype {x.dtype}, got {v.dtype}")
         u = lam * v + x
     s = heaviside(u - threshold, surrogate)
     return s, _apply_reset(u, s, threshold, reset, detach_reset)
