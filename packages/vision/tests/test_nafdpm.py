@@ -126,3 +126,21 @@ def test_bad_input() -> None:
         linear_alpha_bars(1)
     with pytest.raises(ValueError, match="channels"):
         NAFNet(1, 1)(torch.zeros(1, 3, 8, 8))
+
+
+def test_synthetic_documents() -> None:
+    from torchloom.vision.nafdpm import synthetic_documents
+
+    clean, degraded = synthetic_documents(6, 48, seed=3)
+    assert clean.shape == degraded.shape == (6, 1, 48, 48)
+    for t in (clean, degraded):
+        assert float(t.min()) >= 0 and float(t.max()) <= 1
+    ink = (clean < 0.5).float().mean(dim=(1, 2, 3))
+    assert bool((ink > 0.02).all()) and bool((ink < 0.4).all())
+    mse = torch.mean((clean - degraded) ** 2, dim=(1, 2, 3))
+    assert bool((10 * torch.log10(1 / mse) < 25).all())  # visibly degraded
+    again = synthetic_documents(6, 48, seed=3)
+    torch.testing.assert_close(again[0], clean)
+    torch.testing.assert_close(again[1], degraded)
+    with pytest.raises(ValueError, match="size"):
+        synthetic_documents(2, 8)

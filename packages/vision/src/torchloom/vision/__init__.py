@@ -19,6 +19,7 @@ from torchloom.vision.nafdpm import (
     SimpleGate as SimpleGate,
     dpm_solver_sample as dpm_solver_sample,
     linear_alpha_bars as linear_alpha_bars,
+    synthetic_documents as synthetic_documents,
 )
 from torchloom.vision.skeleton import (
     Skeletonize as Skeletonize,
@@ -55,4 +56,5 @@ __all__: list[str] = [
     "skeletonize",
     "soft_skeleton",
     "ssim",
+    "synthetic_documents",
 ]
