@@ -351,11 +351,13 @@ def pointer(ctx: RunContext) -> Result:
         return out
 
     untrained = hull_eval(hull_net, 1)
+    ctx.log(f"hull: untrained coverage {untrained}")
     hull_losses = _train_pointer(
         ctx, hull_net, sampler("hull"), train_sizes, ctx.pick(60, 3000), ctx.pick(32, 128), "hull"
     )
     beam = ctx.pick(1, 4)
     trained = hull_eval(hull_net, beam)
+    ctx.log(f"hull: trained (coverage, exact) {trained}")
     for n in test_sizes:
         rows.append(
             {
@@ -402,6 +404,7 @@ def pointer(ctx: RunContext) -> Result:
                 }
             )
             metrics[f"tsp{n}_optimality_ratio"] = ratio  # the widest beam is reported last
+            ctx.log(f"TSP-{n} beam {b}: tour ratio to optimal {ratio:.4f}")
         rand = torch.stack([torch.randperm(n, generator=eg) for _ in range(x.shape[0])])
         metrics[f"tsp{n}_random_ratio"] = float(tour_length(x, rand).mean() / opt_len.mean())
 

@@ -269,6 +269,10 @@ class SeqBoatLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.ssm = LSSL(d_model, state_dim, 1, dt_min, dt_max)
         self.hx_proj = nn.Linear(d_model, 2 + d_model)
+        # small weights and no bias: at initialisation the option logits depend on the token,
+        # so about half the tokens activate and the configurator receives a learning signal
+        nn.init.normal_(self.hx_proj.weight, 0.0, 0.02)
+        nn.init.zeros_(self.hx_proj.bias)
         self.configurator = LatentConfigurator(d_model, init_temp_scale)
         self.gau = GatedAttentionUnit(
             d_model,
