@@ -22,6 +22,8 @@ def test_recipes_are_registered() -> None:
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_quick(name: str, tmp_path: Path) -> None:
     r: Recipe = RECIPES[name]
+    if name == "vision.skeleton":
+        pytest.importorskip("skimage", reason="vision.skeleton compares with scikit-image")
     result = run_recipe(r, quick=True, out_dir=tmp_path, show_progress=False)
     failed = [c.to_json() for c in result.claims if c.checked and not c.holds]
     assert not failed, failed

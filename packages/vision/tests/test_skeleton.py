@@ -137,7 +137,7 @@ def _tubes_3d(n: int, size: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_2d_skeleton_keeps_topology_inside_mask_and_thin(device: torch.device, method: str) -> None:
-    from skimage.measure import euler_number
+    euler_number = pytest.importorskip("skimage.measure").euler_number
 
     ims = _shapes_2d(6, 48, seed=1)
     x = torch.tensor(ims, dtype=torch.float32, device=device)[:, None]
@@ -155,7 +155,7 @@ def test_2d_skeleton_keeps_topology_inside_mask_and_thin(device: torch.device, m
 
 
 def test_2d_skeleton_close_to_skimage() -> None:
-    from skimage.morphology import skeletonize as sk_skeletonize
+    sk_skeletonize = pytest.importorskip("skimage.morphology").skeletonize
 
     ims = _shapes_2d(6, 48, seed=2)
     x = torch.tensor(ims, dtype=torch.float32)[:, None]
@@ -174,7 +174,7 @@ def test_2d_skeleton_close_to_skimage() -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_3d_skeleton_keeps_topology(method: str) -> None:
-    from skimage.measure import euler_number
+    euler_number = pytest.importorskip("skimage.measure").euler_number
 
     ims = _tubes_3d(2, 24, seed=3)
     x = torch.tensor(ims, dtype=torch.float32)[:, None]

@@ -246,7 +246,12 @@ def _tolerant_dice(a: np.ndarray, b: np.ndarray) -> float:
 )
 def skeleton(ctx: RunContext) -> Result:
     """Topology of our differentiable skeleton vs the clDice soft skeleton on 2D/3D vessels."""
-    from skimage.morphology import skeletonize as sk_skeletonize
+    try:
+        from skimage.morphology import skeletonize as sk_skeletonize
+    except ImportError as missing:  # pragma: no cover - scikit-image is in the bench group
+        raise ImportError(
+            "vision.skeleton compares with scikit-image: pip install scikit-image"
+        ) from missing
 
     rng = np.random.default_rng(ctx.seed)
     n2, n3 = ctx.pick(6, 40), ctx.pick(2, 12)

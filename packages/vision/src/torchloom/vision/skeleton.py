@@ -169,7 +169,9 @@ def binarize(
     check_positive(tau, "tau")
     eps = 1e-8
     log_alpha = torch.log(x + eps) - torch.log(1.0 - x + eps)
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    # draw on the generator's device (a CPU generator may drive CUDA input), then move
+    where = generator.device if generator is not None else x.device
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
     u = u.clamp(eps, 1.0 - eps)
     noise = torch.log(u) - torch.log1p(-u)
     soft = torch.sigmoid((log_alpha + beta * noise) / tau)
