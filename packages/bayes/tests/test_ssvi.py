@@ -371,3 +371,20 @@ def test_masks_survive_state_dict_round_trip(device):
         torch.testing.assert_close(a.weight_mask, b.weight_mask)
     x, _ = _batch(device)
     torch.testing.assert_close(model[0](x, sample=False), fresh[0](x, sample=False))
+
+
+def test_snr_abs_ranks_like_snr_for_a_gaussian():
+    """Both SNRs depend on μ/σ only (E|θ| and sqrt(Var|θ|) scale with σ), and SNR(|θ|) grows
+    with |μ|/σ: away from its flat minimum at μ = 0 the two criteria order weights alike."""
+    g = torch.Generator().manual_seed(0)
+    sigma = torch.rand(500, generator=g, dtype=torch.float64) + 0.05
+    z = (torch.rand(500, generator=g, dtype=torch.float64) * 6 + 0.5) * torch.sign(
+        torch.randn(500, generator=g, dtype=torch.float64)
+    )
+    mu = z * sigma
+    a = removal_score(mu, sigma, "snr_abs").argsort()
+    b = removal_score(mu, sigma, "snr").argsort()
+    assert torch.equal(a, b)
+    torch.testing.assert_close(
+        removal_score(mu, sigma, "snr_abs"), removal_score(z.abs(), torch.ones_like(z), "snr_abs")
+    )
