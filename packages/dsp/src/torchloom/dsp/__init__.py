@@ -37,6 +37,7 @@ from torchloom.dsp.synth import (
     FilteredNoise as FilteredNoise,
     Harmonic as Harmonic,
     Reverb as Reverb,
+    Wavetable as Wavetable,
     fft_convolve as fft_convolve,
     filtered_noise as filtered_noise,
     frequency_impulse_response as frequency_impulse_response,
@@ -45,6 +46,7 @@ from torchloom.dsp.synth import (
     normalize_harmonics as normalize_harmonics,
     oscillator_bank as oscillator_bank,
     remove_above_nyquist as remove_above_nyquist,
+    wavetable_synth as wavetable_synth,
 )
 
 __version__ = _version("torchloom-dsp")
@@ -57,6 +59,7 @@ __all__: list[str] = [
     "Harmonic",
     "MultiScaleSpectralLoss",
     "Reverb",
+    "Wavetable",
     "ZEncoder",
     "__version__",
     "a_weighting",
@@ -84,6 +87,7 @@ __all__: list[str] = [
     "safe_log",
     "stft_magnitude",
     "upsample_with_windows",
+    "wavetable_synth",
     "write_wav",
     "yin",
 ]

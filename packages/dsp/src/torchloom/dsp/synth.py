@@ -21,6 +21,7 @@ __all__ = [
     "FilteredNoise",
     "Harmonic",
     "Reverb",
+    "Wavetable",
     "fft_convolve",
     "filtered_noise",
     "frequency_impulse_response",
@@ -29,6 +30,7 @@ __all__ = [
     "normalize_harmonics",
     "oscillator_bank",
     "remove_above_nyquist",
+    "wavetable_synth",
 ]
 
 
@@ -183,15 +185,129 @@ def harmonic_synth(
         [harmonic_amps, torch.cat([harmonic_amps[:, 1:], harmonic_amps[:, -1:]], 1)], -1
     )
     parts = osc.reshape(-1, n_frames, hop, n_harmonics) @ ends  # (B, F, hop, 2)
-    r = torch.arange(hop, device=f0.device, dtype=phase.dtype)
-    if amp_resample == "linear":
-        rise = r / hop
-        fall = 1.0 - rise
-    else:
-        rise = 0.5 - 0.5 * torch.cos(math.pi * r / hop)
-        fall = 1.0 - rise
+    fall, rise = _crossfade(hop, amp_resample, phase)
     audio = parts[..., 0] * fall + parts[..., 1] * rise
     return audio.reshape(-1, n_samples)
+
+
+def _crossfade(hop: int, method: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fall, rise) weights over one hop, matching :func:`resample`'s linear / window methods."""
+    r = torch.arange(hop, device=like.device, dtype=like.dtype)
+    rise = r / hop if method == "linear" else 0.5 - 0.5 * torch.cos(math.pi * r / hop)
+    return 1.0 - rise, rise
+
+
+def wavetable_synth(
+    f0: torch.Tensor,
+    amplitude: torch.Tensor,
+    wavetables: torch.Tensor,
+    sample_rate: float,
+    n_samples: int,
+    amp_resample: str = "window",
+) -> torch.Tensor:
+    """DDSP wavetable synthesizer: ``x(n) = A(n) w(phi(n))`` with ``phi`` the cumulative phase
+    in cycles, ``phi(n) = sum_{m<=n} f0(m) / sr mod 1``, and ``w`` one period of a waveform read
+    with linear interpolation (wrapping around).
+
+    Time-varying tables ``(B, F, L)`` are crossfaded between frames with the same weights as the
+    amplitude envelope (``n_samples`` must then be a multiple of ``F``); ``(B, L)`` is one table
+    per signal. The table is not band-limited: keep its content below ``sr / (2 f0)`` harmonics.
+
+    Shapes: ``f0`` ``(B, F)`` Hz, ``amplitude`` ``(B, F)`` -> audio ``(B, n_samples)``.
+    """
+    check_floating(f0, "f0")
+    check_floating(amplitude, "amplitude")
+    check_floating(wavetables, "wavetables")
+    check_ndim(f0, "f0", 2, "(B, F)")
+    check_ndim(wavetables, "wavetables", (2, 3), "(B, L) or (B, F, L)")
+    sr = check_positive(sample_rate, "sample_rate")
+    _check_int(n_samples, "n_samples")
+    if amplitude.shape != f0.shape or wavetables.shape[0] != f0.shape[0]:
+        raise ValueError(
+            f"f0 (B, F), amplitude (B, F) and wavetables (B, [F,] L) must agree, got "
+            f"{tuple(f0.shape)}, {tuple(amplitude.shape)} and {tuple(wavetables.shape)}"
+        )
+    if amp_resample not in ("linear", "window"):
+        raise ValueError(f"amp_resample must be 'linear' or 'window', got {amp_resample!r}")
+    with torch.no_grad():
+        lo, hi = float(f0.min()), float(f0.max())
+    if not (lo > 0.0 and hi < sr / 2.0):
+        raise ValueError(
+            f"f0 must lie in (0, sample_rate / 2 = {sr / 2:g}) Hz, got values in [{lo:g}, {hi:g}]"
+        )
+    batch, n_frames = f0.shape
+    f0_env = resample(f0, n_samples, method="linear")
+    amp_env = resample(amplitude, n_samples, method=amp_resample)
+    wide = f0_env.to(torch.float64) / sr
+    cycles = torch.remainder(torch.cumsum(wide, dim=1), 1.0).to(f0.dtype)
+    size = wavetables.shape[-1]
+    pos = cycles * size
+    base = pos.detach().floor()
+    frac = pos - base
+    i0 = base.long().remainder(size)
+    i1 = (i0 + 1).remainder(size)
+    if wavetables.dim() == 2:
+        w0 = torch.gather(wavetables, 1, i0)
+        w1 = torch.gather(wavetables, 1, i1)
+        return amp_env * (w0 + frac * (w1 - w0))
+    if wavetables.shape[1] != n_frames:
+        raise ValueError(f"wavetables has {wavetables.shape[1]} frames but f0 has {n_frames}")
+    if n_samples % n_frames != 0:
+        raise ValueError(
+            f"n_samples must be a multiple of the frame count ({n_frames}) for time-varying "
+            f"wavetables, got {n_samples}"
+        )
+    hop = n_samples // n_frames
+    frame = torch.arange(n_samples, device=f0.device) // hop
+    flat = wavetables.reshape(batch, n_frames * size)
+
+    def lookup(j: torch.Tensor) -> torch.Tensor:
+        w0 = torch.gather(flat, 1, j * size + i0)
+        w1 = torch.gather(flat, 1, j * size + i1)
+        return w0 + frac * (w1 - w0)
+
+    fall, rise = _crossfade(hop, amp_resample, frac)
+    now = lookup(frame.expand(batch, -1))
+    nxt = lookup((frame + 1).clamp(max=n_frames - 1).expand(batch, -1))
+    value = now * fall.repeat(n_frames) + nxt * rise.repeat(n_frames)
+    return amp_env * value
+
+
+class Wavetable(nn.Module):
+    """Wavetable synthesizer with one learned table of ``size`` samples (DDSP ``Wavetable``).
+
+    ``amplitude`` goes through ``scale_fn``; the table is a free parameter, or pass
+    ``wavetables`` ``(B, [F,] L)`` to ``forward`` to use predicted ones.
+
+    Shapes: ``f0`` ``(B, F)``, ``amplitude`` ``(B, F)`` -> ``(B, n_samples)``.
+    """
+
+    def __init__(
+        self,
+        sample_rate: float,
+        n_samples: int,
+        size: int = 2048,
+        scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = exp_sigmoid,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.sample_rate = check_positive(sample_rate, "sample_rate")
+        self.n_samples = _check_int(n_samples, "n_samples")
+        self.scale_fn = scale_fn
+        _check_int(size, "size", 2)
+        self.table = nn.Parameter(0.1 * torch.randn(size, generator=generator))
+
+    def forward(
+        self,
+        f0: torch.Tensor,
+        amplitude: torch.Tensor,
+        wavetables: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.scale_fn is not None:
+            amplitude = self.scale_fn(amplitude)
+        if wavetables is None:
+            wavetables = self.table.to(amplitude.dtype).expand(f0.shape[0], -1)
+        return wavetable_synth(f0, amplitude, wavetables, self.sample_rate, self.n_samples)
 
 
 class Harmonic(nn.Module):
