@@ -10,6 +10,7 @@ from torchloom.neural_de.cde import (
     natural_cubic_path as natural_cubic_path,
     observation_channels as observation_channels,
 )
+from torchloom.neural_de.deq import DEQ as DEQ, DEQCell as DEQCell
 from torchloom.neural_de.ode import (
     ADAPTIVE_METHODS as ADAPTIVE_METHODS,
     FIXED_METHODS as FIXED_METHODS,
@@ -39,8 +40,10 @@ __version__ = _version("torchloom-neural-de")
 
 __all__: list[str] = [
     "ADAPTIVE_METHODS",
+    "DEQ",
     "FIXED_METHODS",
     "CubicPath",
+    "DEQCell",
     "ExponentialDecay",
     "LatentSDE",
     "NeuralCDE",

@@ -22,11 +22,13 @@ vector-Jacobian product inside the vector field, hence double backward in traini
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from torchloom.core.checks import check_positive
+from torchloom.core.func import vjp
 from torchloom.neural_de.ode import SolverStats
 
 __all__ = [
@@ -147,12 +149,9 @@ class RNODEField(nn.Module):
                 f"noise has shape {tuple(self._noise.shape)} but the state y has shape "
                 f"{tuple(y.shape)}"
             )
-        keep_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            if not y.requires_grad:
-                y = y.detach().requires_grad_(True)
-            dy = self.field(t, y)
-            (vjp,) = torch.autograd.grad(dy, y, self._noise, create_graph=keep_graph)
+        # εᵀ ∂f/∂y through core.func.vjp (torch.func): differentiable w.r.t. the field's
+        # parameters, which is the double backward RNODE pays for in training.
+        dy, eps_jac = vjp(lambda y_: self.field(t, y_), y, self._noise)
         kinetic = dy.pow(2).sum(-1, keepdim=True)
-        frob = vjp.pow(2).sum(-1, keepdim=True)
+        frob = cast(Tensor, eps_jac).pow(2).sum(-1, keepdim=True)
         return torch.cat([dy, kinetic, frob], -1)
