@@ -313,11 +313,11 @@ def autoencoder(ctx: RunContext) -> Result:
     from torchloom.dsp.autoencoder import Autoencoder
     from torchloom.dsp.io import write_wav
 
-    n_samples = ctx.pick(4096, 16000)
+    n_samples = ctx.pick(4096, 8192)
     n_train, n_test = ctx.pick(16, 64), ctx.pick(4, 16)
-    steps = ctx.pick(60, 800)
+    steps = ctx.pick(60, 400)
     batch = ctx.pick(8, 8)
-    hidden = ctx.pick(48, 128)
+    hidden = ctx.pick(48, 96)
     n_harmonics, n_bands = ctx.pick(30, 60), ctx.pick(33, 65)
     dev = ctx.device
     gen = ctx.generator
@@ -336,7 +336,7 @@ def autoencoder(ctx: RunContext) -> Result:
         reverb_length=SAMPLE_RATE // 20,
     ).to(dev)
     loss_fn = MultiScaleSpectralLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=ctx.pick(3e-3, 1e-3))
+    opt = torch.optim.Adam(model.parameters(), lr=ctx.pick(3e-3, 2e-3))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.98 ** (100 / steps))
 
     # Conditioning features are computed once (f0 by YIN, loudness, MFCCs): they do not train.
