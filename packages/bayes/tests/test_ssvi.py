@@ -388,3 +388,41 @@ def test_snr_abs_ranks_like_snr_for_a_gaussian():
     torch.testing.assert_close(
         removal_score(mu, sigma, "snr_abs"), removal_score(z.abs(), torch.ones_like(z), "snr_abs")
     )
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    density=st.floats(0.05, 1.0),
+    frac=st.floats(0.0, 0.9),
+    criterion=st.sampled_from(["mean", "snr", "abs_mean", "snr_abs"]),
+    addition=st.sampled_from(["gradient", "random"]),
+    distribution=st.sampled_from(["erk", "uniform"]),
+    seed=st.integers(0, 1000),
+)
+def test_subspace_invariants_property(density, frac, criterion, addition, distribution, seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(VariationalLinear(6, 12), nn.ReLU(), VariationalLinear(12, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ssvi = SSVI(
+        model,
+        opt,
+        density=density,
+        total_steps=12,
+        update_interval=2,
+        removal_fraction=frac,
+        criterion=criterion,
+        addition=addition,
+        distribution=distribution,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    counts = [layer.num_active() for layer in ssvi.layers]
+    assert sum(counts) == pytest.approx(density * ssvi.num_weights(), abs=len(counts))
+    x, y = torch.randn(5, 6), torch.randint(0, 3, (5,))
+    for _ in range(8):
+        opt.zero_grad()
+        negative_elbo(model(x), y, kl_divergence(model), 50).backward()
+        ssvi.step()
+        assert [layer.num_active() for layer in ssvi.layers] == counts
+        for layer in ssvi.layers:
+            assert layer.weight_mask is not None
+            assert bool((layer.weight_mu[layer.weight_mask == 0] == 0).all())
