@@ -40,8 +40,8 @@ def test_error_regularizer_is_sum_of_scaled_estimates() -> None:
     theta = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
     _, stats = _solve(theta)
     expected = sum(float(e.detach()) * h for e, h in zip(stats.error_estimates, stats.step_sizes))
-    assert float(error_regularizer(stats)) == pytest.approx(expected, rel=1e-12)
-    assert float(stiffness_regularizer(stats)) == pytest.approx(
+    assert float(error_regularizer(stats).detach()) == pytest.approx(expected, rel=1e-12)
+    assert float(stiffness_regularizer(stats).detach()) == pytest.approx(
         sum(float(s.detach()) for s in stats.stiffness_estimates), rel=1e-12
     )
 
