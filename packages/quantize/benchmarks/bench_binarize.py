@@ -10,6 +10,8 @@ Writes ``DIR/quantize_binarize.json`` (DIR defaults to ``$TORCHLOOM_BENCH_DIR`` 
   periodic binariser over a plain sign;
 - test accuracy on 8×8 digits of the same binary CNN trained with BiPer and with sign+STE on the
   same batches (ratio > 1: BiPer better);
+- bit-packed XNOR-popcount products (``xnor_popcount_matmul``, torch byte-lookup path) vs the
+  float32 matmul of the same ±1 matrices, and the weight storage of both;
 - evaluating ``quantization_error`` (closed form) against ``scipy.integrate.quad`` over a grid
   of ω₀: the absolute error and the time ratio.
 
@@ -41,8 +43,10 @@ from torchloom.quantize import (
     SignSTEConv2d,
     SignSTELinear,
     binarize_model,
+    pack_signs,
     quantization_error,
     set_biper_stage,
+    xnor_popcount_matmul,
 )
 
 
@@ -85,6 +89,35 @@ def _layer_rows(quick: bool) -> list[dict[str, Any]]:
         x = torch.randn(b, n)
         t_ours, t_peer = _time(_fwd_bwd(ours_l, x), repeats), _time(_fwd_bwd(peer_l, x), repeats)
         rows.append(_row(f"linear {n}x{n}, batch {b} fwd+bwd", t_ours, t_peer, "s"))
+    return rows
+
+
+def _packed_rows(quick: bool) -> list[dict[str, Any]]:
+    """The issue's packed-inference row: XNOR-popcount on packed bytes vs float32 ±1 matmul."""
+    rows = []
+    shapes = [(64, 1024, 1024)] if quick else [(64, 1024, 1024), (256, 4096, 4096)]
+    for b, n, o in shapes:
+        x, w = torch.randn(b, n), torch.randn(o, n)
+        xs, ws = torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0)
+        xp, wp = pack_signs(x), pack_signs(w)
+        t_ours = _time(lambda xp=xp, wp=wp, n=n: xnor_popcount_matmul(xp, wp, n), 3)
+        t_peer = _time(lambda xs=xs, ws=ws: xs @ ws.T, 3)
+        rows.append(
+            _row(
+                f"packed xnor-popcount ({b}x{n})·({o}x{n})ᵀ vs float32 ±1 matmul",
+                t_ours,
+                t_peer,
+                "s",
+            )
+        )
+        rows.append(
+            _row(
+                f"weight storage {o}x{n}: packed bytes vs float32 bytes",
+                float(wp.numel()),
+                float(ws.numel() * 4),
+                "bytes",
+            )
+        )
     return rows
 
 
@@ -180,7 +213,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(default))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [*_layer_rows(args.quick), _accuracy_row(args.quick), *_qe_rows(args.quick)]
+    rows = [
+        *_layer_rows(args.quick),
+        *_packed_rows(args.quick),
+        _accuracy_row(args.quick),
+        *_qe_rows(args.quick),
+    ]
     record = {
         "package": "quantize",
         "topic": "binarize",

@@ -21,6 +21,11 @@ from torchloom.quantize.distill import (
     QuantizedDistillation as QuantizedDistillation,
     distillation_loss as distillation_loss,
 )
+from torchloom.quantize.packed import (
+    PackedBinaryLinear as PackedBinaryLinear,
+    pack_signs as pack_signs,
+    xnor_popcount_matmul as xnor_popcount_matmul,
+)
 from torchloom.quantize.uniform import (
     UniformQuantizer as UniformQuantizer,
     fake_quantize_model as fake_quantize_model,
@@ -42,6 +47,7 @@ __all__: list[str] = [
     "DifferentiableQuantization",
     "DistillationLoss",
     "LearnedPointsQuantizer",
+    "PackedBinaryLinear",
     "QuantizedDistillation",
     "SignSTEConv2d",
     "SignSTELinear",
@@ -56,6 +62,7 @@ __all__: list[str] = [
     "freeze_quantization",
     "model_size_bits",
     "nonuniform_quantize",
+    "pack_signs",
     "quantization_error",
     "quantized_size_bits",
     "scale_buckets",
@@ -63,4 +70,5 @@ __all__: list[str] = [
     "tau_schedule",
     "uniform_quantize",
     "unscale_buckets",
+    "xnor_popcount_matmul",
 ]
