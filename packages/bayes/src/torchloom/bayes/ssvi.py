@@ -6,7 +6,7 @@ the D weights carries ``q(θ_i) = N(μ_i, σ_i²)``; every other weight is exact
 
     min_{γ, φ}  E_{q_{φ,γ}}[−log p(D|θ)] + KL(q_{φ,γ} ‖ p),   |γ| = s,
 
-is optimised alternately (Alg. 1):
+is optimised alternately (the paper's algorithm):
 
 1. φ = (μ_γ, σ_γ) by ΔT steps of stochastic gradient descent on the negative ELBO;
 2. γ by *removal-and-addition*: in every layer the ``ζ_t·s_l`` active weights with the lowest
@@ -15,7 +15,7 @@ is optimised alternately (Alg. 1):
    or uniformly at random (``addition="random"``). New weights start at μ = 0 with σ
    re-initialised (``new_sigma``), so s_l — and the total subspace size s — never changes.
 
-Removal criteria (higher = keep), for ``θ ~ N(μ, σ²)`` (Sec. 3.2):
+Removal criteria (higher = keep), for ``θ ~ N(μ, σ²)``:
 
 - ``"mean"``: |μ|;
 - ``"snr"``: SNR(θ) = |μ| / σ;
