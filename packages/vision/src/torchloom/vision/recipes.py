@@ -82,7 +82,7 @@ def msssim(ctx: RunContext) -> Result:
         "l1": F.l1_loss,
         "msssim": msssim_loss,
     }
-    steps = ctx.pick(60, 2500)
+    steps = ctx.pick(40, 2500)
     batch = ctx.pick(32, 64)
     code = 10
     rows: list[dict[str, float | str]] = []
