@@ -575,8 +575,8 @@ def scale_mixture(ctx: RunContext) -> Result:
 
     f64 = torch.float64
     alpha, beta = 3.0, 3.0
-    width = ctx.pick(128, 512)
-    n_nets = ctx.pick(2500, 20000)
+    width = ctx.pick(128, 256)
+    n_nets = ctx.pick(2500, 10000)
     depth = 2
     x0 = torch.ones(1, 4, dtype=torch.float32)
     zs = sample_preactivations(x0, width, depth, n_nets, c_w=2.0, c_b=0.0, generator=ctx.generator)
