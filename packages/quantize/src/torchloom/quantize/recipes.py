@@ -192,6 +192,7 @@ def biper_digits(ctx: RunContext) -> Result:
     layers = [m for m in biper_models[0].modules() if isinstance(m, BiPerConv2d)]
     curves = []
     max_err, qe_drop = 0.0, float("inf")
+    qe_trained: list[float] = []
     for layer in layers:
         w = layer.weight.detach().double().reshape(-1).cpu()
         b = float((w - w.median()).abs().mean())  # Laplace scale, maximum likelihood
@@ -201,6 +202,8 @@ def biper_digits(ctx: RunContext) -> Result:
         max_err = max(max_err, float((empirical - model_qe).abs().max()))
         curves.append((b, empirical, model_qe))
         qe_drop = min(qe_drop, float(empirical[0] - empirical[-1]))
+        s0 = torch.sin(freq * w)
+        qe_trained.append(float((s0 - torch.where(s0 >= 0, 1.0, -1.0)).abs().mean()))
 
     import matplotlib.pyplot as plt
 
@@ -240,6 +243,7 @@ def biper_digits(ctx: RunContext) -> Result:
             "qe_laplace_max_abs_err": max_err,
             "qe_drop_over_freq": qe_drop,
             "qe_at_freq_closed_form": float(quantization_error(freq, curves[0][0])),
+            "qe_at_freq_trained": statistics.fmean(qe_trained),
         },
         figures=[path],
         tables={"accuracy": rows},
