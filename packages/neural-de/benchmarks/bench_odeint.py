@@ -43,6 +43,19 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of tensors saved for backward while ``fn`` runs (CPU-capable memory measure)."""
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+
 def _interleaved(
     fa: Callable[[], object], fb: Callable[[], object], repeats: int
 ) -> tuple[float, float]:
@@ -243,6 +256,27 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     del fwd_nfe
+    mem = {
+        "autograd dopri5": (
+            lambda: odeint(field, y0, t, rtol=tol, atol=tol),
+            lambda: torchdiffeq.odeint(field, y0, t, rtol=tol, atol=tol),
+        ),
+        "adjoint dopri5": (
+            lambda: odeint(field, y0, t, rtol=tol, atol=tol, sensitivity="adjoint"),
+            lambda: torchdiffeq.odeint_adjoint(field, y0, t, rtol=tol, atol=tol),
+        ),
+    }
+    for name, (fo, fp) in mem.items():
+        mo, mp = _saved_bytes(fo), _saved_bytes(fp)
+        rows.append(
+            {
+                "case": f"{name} bytes saved for backward",
+                "ours": mo,
+                "peer": mp,
+                "ratio": mo / mp,
+                "unit": "bytes",
+            }
+        )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -341,6 +341,7 @@ def test_gradcheck_fixed_step(sens: str) -> None:
     assert_gradcheck(fn, (y0, w))
 
 
+@pytest.mark.slow
 def test_gradcheck_adjoint() -> None:
     w = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     y0 = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
