@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from torchloom.snn.memory import SavedTensorMeter, measure_memory
+from torchloom.core.memory import SavedTensorMeter, measure_memory
 
 
 def test_counts_saved_tensor_and_releases_it_after_backward():
