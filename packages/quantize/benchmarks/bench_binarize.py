@@ -10,7 +10,7 @@ Writes ``DIR/quantize_binarize.json`` (DIR defaults to ``$TORCHLOOM_BENCH_DIR`` 
   periodic binariser over a plain sign;
 - test accuracy on 8×8 digits of the same binary CNN trained with BiPer and with sign+STE on the
   same batches (ratio > 1: BiPer better);
-- bit-packed XNOR-popcount products (``xnor_popcount_matmul``, torch byte-lookup path) vs the
+- bit-packed XNOR-popcount products (``xnor_popcount_matmul``, torch int64-word SWAR path) vs the
   float32 matmul of the same ±1 matrices, and the weight storage of both;
 - evaluating ``quantization_error`` (closed form) against ``scipy.integrate.quad`` over a grid
   of ω₀: the absolute error and the time ratio.

@@ -4,11 +4,12 @@ For ``a, b ∈ {−1, +1}^n`` packed as bits (``1`` for ``+1``), ``a·b = n − 
 (XNOR-Net, Rastegari et al. 2016). :func:`pack_signs` packs the last dimension into ``uint8``
 words (8 signs each, zero padded: padding bits agree and cancel), and
 :func:`xnor_popcount_matmul` — a ``torch.library.custom_op`` with a CPU/CUDA torch
-implementation — returns the exact integer products, bit-for-bit equal to the float ``±1``
-matmul. :class:`PackedBinaryLinear` turns a trained :class:`BiPerLinear` /
-:class:`SignSTELinear` into an inference layer holding ``n/8`` bytes per output row.
+implementation on 64-bit words with a SWAR popcount — returns the exact integer products,
+bit-for-bit equal to the float ``±1`` matmul. :class:`PackedBinaryLinear` turns a trained
+:class:`BiPerLinear` / :class:`SignSTELinear` into an inference layer holding ``n/8`` bytes
+per output row.
 
-No Triton kernel: the torch path (byte lookup table) is the only backend.
+No Triton kernel: the torch path (int64 words, SWAR popcount) is the only backend.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from torchloom.quantize.biper import BiPerLinear, SignSTELinear, binary_activati
 
 __all__ = ["PackedBinaryLinear", "pack_signs", "xnor_popcount_matmul"]
 
-_POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32)
 _WEIGHTS = torch.tensor([1 << (7 - k) for k in range(8)], dtype=torch.int32)
 
 
@@ -43,16 +43,31 @@ def pack_signs(x: torch.Tensor) -> torch.Tensor:
     return (bits * _WEIGHTS.to(x.device)).sum(-1).to(torch.uint8)
 
 
+def _popcount64(x: torch.Tensor) -> torch.Tensor:
+    """Bit count of every int64 entry (SWAR). Arithmetic right shifts are harmless: each mask
+    clears the sign-extended bits, and after the second step every value is non-negative."""
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (x * 0x0101010101010101) >> 56  # the top byte sums the byte counts (wraps mod 2^64)
+
+
+def _as_words(x: torch.Tensor) -> torch.Tensor:
+    pad = (-x.shape[1]) % 8  # zero bytes agree in both operands and drop out of the XOR
+    x = torch.nn.functional.pad(x, (0, pad)) if pad else x
+    return x.contiguous().view(torch.int64)
+
+
 @torch.library.custom_op("torchloom_quantize::xnor_popcount_matmul", mutates_args=())
 def _xnor_popcount_matmul(a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
-    lut = _POPCOUNT.to(a.device)
+    aw, bw = _as_words(a), _as_words(b)
     out = torch.empty(a.shape[0], b.shape[0], dtype=torch.int32, device=a.device)
-    # chunk the output columns so the (B, chunk, bytes) XOR stays within ~16 MiB
-    chunk = max(1, (1 << 24) // max(1, a.shape[0] * a.shape[1]))
-    for start in range(0, b.shape[0], chunk):
-        x = torch.bitwise_xor(a[:, None, :], b[None, start : start + chunk, :])
-        differing = lut[x.long()].sum(-1, dtype=torch.int32)
-        out[:, start : start + chunk] = n - 2 * differing
+    # chunk the output columns so the (B, chunk, words) XOR stays within ~16 MiB
+    chunk = max(1, (1 << 21) // max(1, aw.shape[0] * aw.shape[1]))
+    for start in range(0, bw.shape[0], chunk):
+        x = torch.bitwise_xor(aw[:, None, :], bw[None, start : start + chunk, :])
+        differing = _popcount64(x).sum(-1)
+        out[:, start : start + chunk] = (n - 2 * differing).to(torch.int32)
     return out
 
 
