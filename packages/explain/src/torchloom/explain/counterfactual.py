@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -131,7 +132,7 @@ def nearest_counterfactual(
     threshold: float = 0.5,
     margin: float = 0.01,
     iters: int = 30,
-    **wachter_kw: float,
+    **wachter_kw: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The closest counterfactual along Wachter's path: bisection on the segment ``x → x'`` for
     the point nearest ``x`` with ``m > threshold + margin``. This is the "plain" minimum-distance

@@ -93,15 +93,19 @@ class PrototypeNetwork(nn.Module):
         for name, v in (("n_classes", n_classes), ("n_prototypes", n_prototypes), ("code", code)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if (encoder is None) != (decoder is None):
-            raise ValueError("pass both encoder and decoder, or neither")
-        if encoder is None:
+        enc: nn.Module
+        dec: nn.Module
+        if encoder is None and decoder is None:
             if image_size % 4:
                 raise ValueError(f"image_size must be divisible by 4, got {image_size}")
             ae = _ConvAE(in_channels, image_size, width, code)
-            encoder, decoder = ae.encoder, ae.decoder
-        self.encoder = encoder
-        self.decoder = decoder
+            enc, dec = ae.encoder, ae.decoder
+        elif encoder is not None and decoder is not None:
+            enc, dec = encoder, decoder
+        else:
+            raise ValueError("pass both encoder and decoder, or neither")
+        self.encoder = enc
+        self.decoder = dec
         self.in_shape = (in_channels, image_size, image_size)
         self.prototypes = nn.Parameter(torch.rand(n_prototypes, code))
         self.classifier = nn.Linear(n_prototypes, n_classes)
