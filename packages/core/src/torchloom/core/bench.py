@@ -1,0 +1,84 @@
+"""Helpers shared by every package's ``benchmarks/bench_*.py`` scripts.
+
+A benchmark runs ours and a peer side by side on identical inputs in one process and reports
+*ratios* (ours / peer), because the machines are shared and absolute times are noise. Every
+script takes ``--quick`` and ``--out DIR`` (default: ``$TORCHLOOM_BENCH_DIR``, else
+``benchmarks/results``) and writes ``DIR/<package>_<topic>.json`` =
+``{"package", "topic", "peer", "rows": [{"case", "ours", "peer", "ratio", "unit"}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["bench_parser", "compare", "median_time", "write_report"]
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the common ``--quick`` and ``--out`` options."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    p.add_argument(
+        "--out",
+        default=os.environ.get("TORCHLOOM_BENCH_DIR", "benchmarks/results"),
+        help="folder for the JSON report",
+    )
+    return p
+
+
+def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs
+    (CUDA is synchronised around each run)."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    cuda = torch.cuda.is_available()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def compare(case: str, ours: float, peer: float, unit: str = "s") -> dict[str, Any]:
+    """One report row with ``ratio = ours / peer`` (NaN when the peer's figure is 0)."""
+    ratio = ours / peer if peer else float("nan")
+    return {"case": case, "ours": ours, "peer": peer, "ratio": ratio, "unit": unit}
+
+
+def write_report(
+    package: str, topic: str, peer: str, rows: Sequence[dict[str, Any]], out: str | Path
+) -> Path:
+    """Write ``out/<package>_<topic>.json`` and print the rows as a table; returns the path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{package}_{topic}.json"
+    record = {"package": package, "topic": topic, "peer": peer, "rows": list(rows)}
+    path.write_text(json.dumps(record, indent=2, default=float))
+    width = max([len(str(r["case"])) for r in rows] + [4])
+    print(f"{package}/{topic} vs {peer}")
+    print(f"{'case':<{width}} {'ours':>11} {'peer':>11} {'ratio':>8} unit")
+    for r in rows:
+        print(
+            f"{r['case']:<{width}} {r['ours']:>11.4g} {r['peer']:>11.4g} "
+            f"{r['ratio']:>8.3g} {r.get('unit', '')}"
+        )
+    return path
