@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchloom.core.bench import bench_parser, compare, median_time, write_report
+from torchloom.core.bench import bench_parser, compare, median_time, median_times, write_report
 
 
 def test_median_time_counts_calls_and_is_positive() -> None:
@@ -33,3 +33,12 @@ def test_parser_defaults_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCHLOOM_BENCH_DIR", "/x/y")
     args = bench_parser("d").parse_args(["--quick"])
     assert args.quick and args.out == "/x/y"
+
+
+def test_median_times_interleaves_candidates() -> None:
+    order: list[str] = []
+    out = median_times(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeat=3, warmup=1
+    )
+    assert set(out) == {"a", "b"}
+    assert order[2:] == ["a", "b"] * 3  # round-robin after the warm-ups

@@ -16,41 +16,17 @@ of the median time (below 1: torchloom is faster).
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from torchloom.core.autograd import atan
+from torchloom.core.bench import bench_parser, compare, median_times, write_report
 from torchloom.snn import LIF, SpikingMLP
 
 DECAY, THETA, ALPHA = 0.5, 1.0, 2.0
-
-
-def median_times(
-    fns: dict[str, Callable[[], None]], repeats: int, device: torch.device
-) -> dict[str, float]:
-    """Median wall time of each function; repeats are interleaved round-robin so that load
-    from other processes hits every candidate alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def ours_lif(backend: str) -> nn.Module:
@@ -142,9 +118,7 @@ def fwd_bwd(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     try:
@@ -185,18 +159,10 @@ def main() -> None:
             if not torch.equal(m(x), ref):
                 raise RuntimeError(f"{name} spikes differ from torchloom's: not the same equations")
     case = f"LIF T={t_steps} B={batch} N={units} fwd+bwd"
-    times = median_times({n: fwd_bwd(m, x, r) for n, (m, r) in candidates.items()}, repeats, dev)
+    times = median_times({n: fwd_bwd(m, x, r) for n, (m, r) in candidates.items()}, repeats)
     for peer in ("snnTorch Leaky", "SpikingJelly LIFNode"):
         for ours in ours_names:
-            rows.append(
-                {
-                    "case": f"{case}: {ours} vs {peer}",
-                    "ours": times[ours],
-                    "peer": times[peer],
-                    "ratio": times[ours] / times[peer],
-                    "unit": "s",
-                }
-            )
+            rows.append(compare(f"{case}: {ours} vs {peer}", times[ours], times[peer]))
 
     # --- 3-layer spiking MLP -------------------------------------------------------------------
     sizes = [784, 1024, 1024, 10] if not args.quick else [196, 256, 256, 10]
@@ -228,35 +194,22 @@ def main() -> None:
             "SpikingJelly": fwd_bwd(sj_mlp, xm, lambda: functional.reset_net(sj_mlp)),
         },
         repeats,
-        dev,
     )
     for peer in ("snnTorch", "SpikingJelly"):
         rows.append(
-            {
-                "case": f"{case}: torchloom vs {peer}",
-                "ours": mlp_times["torchloom"],
-                "peer": mlp_times[peer],
-                "ratio": mlp_times["torchloom"] / mlp_times[peer],
-                "unit": "s",
-            }
+            compare(f"{case}: torchloom vs {peer}", mlp_times["torchloom"], mlp_times[peer])
         )
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "snn",
-        "topic": "lif",
-        "peer": "snnTorch, SpikingJelly",
-        "device": str(dev),
-        "threads": torch.get_num_threads(),
-        "rows": rows,
-    }
-    (out_dir / "snn_lif.json").write_text(json.dumps(record, indent=2))
-    width = max(len(r["case"]) for r in rows)
-    print(f"{'case':<{width}}  {'ours (s)':>9}  {'peer (s)':>9}  {'ours/peer':>9}")
-    for r in rows:
-        print(f"{r['case']:<{width}}  {r['ours']:9.4f}  {r['peer']:9.4f}  {r['ratio']:9.3f}")
-    print(f"wrote {out_dir / 'snn_lif.json'}")
+    path = write_report(
+        "snn",
+        "lif",
+        "snnTorch, SpikingJelly",
+        rows,
+        args.out,
+        device=str(dev),
+        threads=torch.get_num_threads(),
+    )
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

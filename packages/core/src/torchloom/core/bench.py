@@ -14,13 +14,13 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["bench_parser", "compare", "median_time", "write_report"]
+__all__ = ["bench_parser", "compare", "median_time", "median_times", "write_report"]
 
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
@@ -35,9 +35,11 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs
-    (CUDA is synchronised around each run)."""
+def median_times(
+    fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time (s) of each function. Repeats run round-robin across the candidates so
+    that load from other processes hits every one alike; CUDA is synchronised around each run."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     cuda = torch.cuda.is_available()
@@ -46,16 +48,23 @@ def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> floa
         if cuda:
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
-        fn()
-    times = []
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs."""
+    return median_times({"fn": fn}, repeat, warmup)["fn"]
 
 
 def compare(case: str, ours: float, peer: float, unit: str = "s") -> dict[str, Any]:
@@ -65,13 +74,19 @@ def compare(case: str, ours: float, peer: float, unit: str = "s") -> dict[str, A
 
 
 def write_report(
-    package: str, topic: str, peer: str, rows: Sequence[dict[str, Any]], out: str | Path
+    package: str,
+    topic: str,
+    peer: str,
+    rows: Sequence[dict[str, Any]],
+    out: str | Path,
+    **extra: Any,
 ) -> Path:
-    """Write ``out/<package>_<topic>.json`` and print the rows as a table; returns the path."""
+    """Write ``out/<package>_<topic>.json`` (plus any ``extra`` fields, e.g. ``device``) and
+    print the rows as a table; returns the path."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{package}_{topic}.json"
-    record = {"package": package, "topic": topic, "peer": peer, "rows": list(rows)}
+    record = {"package": package, "topic": topic, "peer": peer, **extra, "rows": list(rows)}
     path.write_text(json.dumps(record, indent=2, default=float))
     width = max([len(str(r["case"])) for r in rows] + [4])
     print(f"{package}/{topic} vs {peer}")
