@@ -227,9 +227,9 @@ def _make_notes(
 ) -> dict[str, torch.Tensor]:
     """Instrument-like notes from one synthetic "instrument".
 
-    Random pitch and velocity, ADSR envelope with vibrato, a harmonic spectrum that brightens
-    with loudness (``c_k ~ k^-(2.4 - 1.4 v)``, even partials halved), breath noise following the
-    envelope and a short exponentially decaying room.
+    Random pitch and velocity, ADSR envelope with vibrato, a fixed harmonic spectrum
+    (``c_k ~ k^-1.8``, even partials halved), breath noise following the envelope and a short
+    exponentially decaying room.
     """
     n_frames = n_samples // HOP
     t = torch.arange(n_frames, dtype=torch.float64) * HOP / SAMPLE_RATE
@@ -245,8 +245,9 @@ def _make_notes(
     env = env * torch.clamp(1.0 - (t - release_at) / (0.2 * duration), 0.0, 1.0)
     amp = 0.4 * velocity * env
     k = torch.arange(1, n_harmonics + 1, dtype=torch.float64)
-    tilt = 2.4 - 1.4 * (amp / 0.4).unsqueeze(-1)  # louder -> brighter
-    dist = k ** (-tilt) * torch.where(k % 2 == 0, 0.5, 1.0)
+    # A fixed spectral shape: with loudness-dependent brightness, a transposition at fixed
+    # A-weighted loudness implies a softer (darker) note and the timbre check is confounded.
+    dist = (k**-1.8 * torch.where(k % 2 == 0, 0.5, 1.0)).expand(n_notes, n_frames, -1)
     bands = torch.linspace(0.0, 1.0, n_bands, dtype=torch.float64)
     noise_mag = 0.01 * amp.unsqueeze(-1) * (0.3 + bands)
     harm = harmonic_synth(f0, amp, dist, SAMPLE_RATE, n_samples)
@@ -332,7 +333,7 @@ def autoencoder(ctx: RunContext) -> Result:
         n_noise_bands=n_bands,
         hidden=hidden,
         n_layers=ctx.pick(1, 2),
-        z_dim=ctx.pick(4, 16),
+        z_dim=ctx.pick(4, None),  # full: f0 + loudness only, as the solo-violin model of Fig. 5
         reverb_length=SAMPLE_RATE // 20,
     ).to(dev)
     loss_fn = MultiScaleSpectralLoss()
