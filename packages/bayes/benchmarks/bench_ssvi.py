@@ -17,13 +17,9 @@ The peer is the paper's own baseline; there is no third-party SSVI implementatio
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +34,7 @@ from torchloom.bayes import (
     negative_elbo,
     storage,
 )
+from torchloom.core.bench import bench_parser, compare, write_report
 
 
 def _mlp() -> nn.Module:
@@ -108,12 +105,7 @@ def _run(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer steps")
-    parser.add_argument(
-        "--out", default=os.environ.get("TORCHLOOM_BENCH_DIR", "benchmarks/results")
-    )
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0]).parse_args()
     steps = 23 if args.quick else 103
     density = 0.1
     cases = [
@@ -131,27 +123,14 @@ def main() -> int:
             ("bytes", "storage", "bytes"),
             ("seconds", "wall time / step (masked dense kernels)", "s"),
         ):
-            rows.append(
-                {
-                    "case": f"{label}: {what}, density {density}",
-                    "ours": ours[key],
-                    "peer": peer[key],
-                    "ratio": ours[key] / peer[key],
-                    "unit": unit,
-                }
-            )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "bayes",
-        "topic": "ssvi",
-        "peer": "dense mean-field VI (torchloom.bayes.vi, the paper's baseline)",
-        "rows": rows,
-    }
-    (out / "bayes_ssvi.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':90s} {'ours':>12s} {'peer':>12s} {'ratio':>7s}")
-    for r in rows:
-        print(f"{r['case']:90s} {r['ours']:12.4g} {r['peer']:12.4g} {r['ratio']:7.3f}")
+            rows.append(compare(f"{label}: {what}, density {density}", ours[key], peer[key], unit))
+    write_report(
+        "bayes",
+        "ssvi",
+        "dense mean-field VI (torchloom.bayes.vi, the paper's baseline)",
+        rows,
+        args.out,
+    )
     return 0
 
 

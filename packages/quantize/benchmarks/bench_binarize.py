@@ -21,14 +21,8 @@ the binarisation it (and Larq) would use.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +30,7 @@ import torch.nn.functional as F
 from scipy import integrate
 from torch import nn
 
+from torchloom.core.bench import bench_parser, compare, median_time, write_report
 from torchloom.core.data import digits
 from torchloom.quantize import (
     BiPerConv2d,
@@ -48,16 +43,6 @@ from torchloom.quantize import (
     set_biper_stage,
     xnor_popcount_matmul,
 )
-
-
-def _time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -78,8 +63,11 @@ def _layer_rows(quick: bool) -> list[dict[str, Any]]:
         peer = SignSTEConv2d(c, c, 3, padding=1, clip=1.0)
         peer.load_state_dict(ours.state_dict())
         x = torch.randn(b, c, hw, hw)
-        t_ours, t_peer = _time(_fwd_bwd(ours, x), repeats), _time(_fwd_bwd(peer, x), repeats)
-        rows.append(_row(f"conv {c}->{c} 3x3, ({b},{c},{hw},{hw}) fwd+bwd", t_ours, t_peer, "s"))
+        t_ours, t_peer = (
+            median_time(_fwd_bwd(ours, x), repeats),
+            median_time(_fwd_bwd(peer, x), repeats),
+        )
+        rows.append(compare(f"conv {c}->{c} 3x3, ({b},{c},{hw},{hw}) fwd+bwd", t_ours, t_peer, "s"))
     lin_shapes = [(256, 1024)] if quick else [(256, 1024), (512, 4096)]
     for b, n in lin_shapes:
         torch.manual_seed(0)
@@ -87,8 +75,11 @@ def _layer_rows(quick: bool) -> list[dict[str, Any]]:
         peer_l = SignSTELinear(n, n, clip=1.0)
         peer_l.load_state_dict(ours_l.state_dict())
         x = torch.randn(b, n)
-        t_ours, t_peer = _time(_fwd_bwd(ours_l, x), repeats), _time(_fwd_bwd(peer_l, x), repeats)
-        rows.append(_row(f"linear {n}x{n}, batch {b} fwd+bwd", t_ours, t_peer, "s"))
+        t_ours, t_peer = (
+            median_time(_fwd_bwd(ours_l, x), repeats),
+            median_time(_fwd_bwd(peer_l, x), repeats),
+        )
+        rows.append(compare(f"linear {n}x{n}, batch {b} fwd+bwd", t_ours, t_peer, "s"))
     return rows
 
 
@@ -100,10 +91,10 @@ def _packed_rows(quick: bool) -> list[dict[str, Any]]:
         x, w = torch.randn(b, n), torch.randn(o, n)
         xs, ws = torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0)
         xp, wp = pack_signs(x), pack_signs(w)
-        t_ours = _time(lambda xp=xp, wp=wp, n=n: xnor_popcount_matmul(xp, wp, n), 3)
-        t_peer = _time(lambda xs=xs, ws=ws: xs @ ws.T, 3)
+        t_ours = median_time(lambda xp=xp, wp=wp, n=n: xnor_popcount_matmul(xp, wp, n), 3)
+        t_peer = median_time(lambda xs=xs, ws=ws: xs @ ws.T, 3)
         rows.append(
-            _row(
+            compare(
                 f"packed xnor-popcount ({b}x{n})·({o}x{n})ᵀ vs float32 ±1 matmul",
                 t_ours,
                 t_peer,
@@ -111,7 +102,7 @@ def _packed_rows(quick: bool) -> list[dict[str, Any]]:
             )
         )
         rows.append(
-            _row(
+            compare(
                 f"weight storage {o}x{n}: packed bytes vs float32 bytes",
                 float(wp.numel()),
                 float(ws.numel() * 4),
@@ -136,7 +127,7 @@ def _cnn() -> nn.Sequential:
     )
 
 
-def _accuracy_row(quick: bool) -> dict[str, Any]:
+def _accuracycompare(quick: bool) -> dict[str, Any]:
     data = digits()
     stage_epochs = 2 if quick else 10
     accs = {}
@@ -160,7 +151,7 @@ def _accuracy_row(quick: bool) -> dict[str, Any]:
         model.eval()
         with torch.no_grad():
             accs[method] = float((model(data.x_test).argmax(1) == data.y_test).float().mean())
-    return _row(
+    return compare(
         f"digits test accuracy, same binary CNN, {2 * stage_epochs} epochs",
         accs["biper"],
         accs["ste"],
@@ -186,11 +177,13 @@ def _qe_rows(quick: bool) -> list[dict[str, Any]]:
     ref = [quad(f) for f in freqs]
     ours = quantization_error(torch.tensor(freqs, dtype=torch.float64), b).tolist()
     err = max(abs(o - r) for o, r in zip(ours, ref))
-    t_ours = _time(lambda: quantization_error(torch.tensor(freqs, dtype=torch.float64), b), 20)
-    t_peer = _time(lambda: [quad(f) for f in freqs], 2)
+    t_ours = median_time(
+        lambda: quantization_error(torch.tensor(freqs, dtype=torch.float64), b), 20
+    )
+    t_peer = median_time(lambda: [quad(f) for f in freqs], 2)
     case = f"QE(ω₀) Laplace b={b}, {len(freqs)} ω₀ values: closed form vs quad"
     return [
-        _row(case, t_ours, t_peer, "s"),
+        compare(case, t_ours, t_peer, "s"),
         {
             "case": "QE closed form max |error| vs quad",
             "ours": err,
@@ -201,38 +194,23 @@ def _qe_rows(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _row(case: str, ours: float, peer: float, unit: str) -> dict[str, Any]:
-    ratio = ours / peer if peer else None
-    return {"case": case, "ours": ours, "peer": peer, "ratio": ratio, "unit": unit}
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    default = os.environ.get("TORCHLOOM_BENCH_DIR", "benchmarks/results")
-    parser.add_argument("--out", type=Path, default=Path(default))
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     torch.set_num_threads(1)
     rows = [
         *_layer_rows(args.quick),
         *_packed_rows(args.quick),
-        _accuracy_row(args.quick),
+        _accuracycompare(args.quick),
         *_qe_rows(args.quick),
     ]
-    record = {
-        "package": "quantize",
-        "topic": "binarize",
-        "peer": "sign+STE layers (Brevitas/Larq-style binarisation; Brevitas not installed), "
+    path = write_report(
+        "quantize",
+        "binarize",
+        "sign+STE layers (Brevitas/Larq-style binarisation; Brevitas not installed), "
         "scipy.integrate.quad",
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "quantize_binarize.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"{'case':70s} {'ours':>12s} {'peer':>12s} {'ratio':>8s} unit")
-    for r in rows:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        print(f"{r['case']:70s} {r['ours']:12.4g} {r['peer']:12.4g} {ratio:>8s} {r['unit']}")
+        rows,
+        args.out,
+    )
     print(f"wrote {path}")
 
 

@@ -91,9 +91,14 @@ def write_report(
     width = max([len(str(r["case"])) for r in rows] + [4])
     print(f"{package}/{topic} vs {peer}")
     print(f"{'case':<{width}} {'ours':>11} {'peer':>11} {'ratio':>8} unit")
+
+    def num(v: Any, width: int, spec: str) -> str:
+        # rows may hold a non-number (e.g. None where a peer has no figure)
+        return format(v, f">{width}{spec}") if isinstance(v, (int, float)) else f"{v!s:>{width}}"
+
     for r in rows:
         print(
-            f"{r['case']:<{width}} {r['ours']:>11.4g} {r['peer']:>11.4g} "
-            f"{r['ratio']:>8.3g} {r.get('unit', '')}"
+            f"{r['case']:<{width}} {num(r['ours'], 11, '.4g')} {num(r['peer'], 11, '.4g')} "
+            f"{num(r['ratio'], 8, '.3g')} {r.get('unit', '')}"
         )
     return path
