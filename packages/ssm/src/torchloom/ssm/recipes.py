@@ -93,7 +93,7 @@ def delayed_recall(
     """A class shown as a one-hot input at step 0, then ``length − 1`` steps of small noise; the
     label must be recalled at the last step. ``x`` ``(n, length, n_classes)``, ``y`` ``(n,)``."""
     y = torch.randint(n_classes, (n,), generator=generator)
-    x = 0.1 * torch.randn(n, length, n_classes, generator=generator)
+    x = 0.01 * torch.randn(n, length, n_classes, generator=generator)
     x[:, 0] = F.one_hot(y, n_classes).float()
     return x, y
 
@@ -156,14 +156,14 @@ def lssl(ctx: RunContext) -> Result:
 
     length = ctx.pick(100, 1000)
     k = 8
-    x_tr, y_tr = delayed_recall(ctx.pick(256, 2048), length, k, ctx.generator)
-    x_te, y_te = delayed_recall(ctx.pick(128, 512), length, k, ctx.generator)
+    x_tr, y_tr = delayed_recall(ctx.pick(256, 1024), length, k, ctx.generator)
+    x_te, y_te = delayed_recall(ctx.pick(128, 256), length, k, ctx.generator)
     recall = (x_tr.to(dev), y_tr.to(dev), x_te.to(dev), y_te.to(dev))
     Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     tasks: list[tuple[str, Callable[[], LSSLModel], Data, int]] = [
         ("digits", lambda: make_lssl(1, 10, 1e-2, 0.5), digits, ctx.pick(2, 20)),
-        # dt_min ~ 1/L so that the slowest features remember across the whole gap
-        ("recall", lambda: make_lssl(k, k, 1.0 / length, 1e-1), recall, ctx.pick(2, 10)),
+        # Δt is the SSM's time scale (LSSL Sec. 3): matched to the gap, Δt·L ∈ [0.5, 2]
+        ("recall", lambda: make_lssl(k, k, 0.5 / length, 2.0 / length), recall, ctx.pick(3, 5)),
     ]
 
     metrics: dict[str, float] = {}
@@ -353,7 +353,7 @@ def pointer(ctx: RunContext) -> Result:
     untrained = hull_eval(hull_net, 1)
     ctx.log(f"hull: untrained coverage {untrained}")
     hull_losses = _train_pointer(
-        ctx, hull_net, sampler("hull"), train_sizes, ctx.pick(60, 3000), ctx.pick(32, 128), "hull"
+        ctx, hull_net, sampler("hull"), train_sizes, ctx.pick(60, 2000), ctx.pick(32, 128), "hull"
     )
     beam = ctx.pick(1, 4)
     trained = hull_eval(hull_net, beam)
@@ -384,7 +384,7 @@ def pointer(ctx: RunContext) -> Result:
         torch.manual_seed(ctx.seed)
         net = PointerNetwork(2, hidden, eos=False, no_repeat=True).to(ctx.device)
         tsp_losses[n] = _train_pointer(
-            ctx, net, sampler("tsp"), [n], ctx.pick(40, 3000), ctx.pick(32, 128), f"tsp{n}"
+            ctx, net, sampler("tsp"), [n], ctx.pick(40, 2000), ctx.pick(32, 128), f"tsp{n}"
         )
         eg = torch.Generator().manual_seed(ctx.seed + 2)
         x = random_points(ctx.pick(32, 500), n, eg)
