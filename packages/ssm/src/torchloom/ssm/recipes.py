@@ -84,6 +84,8 @@ def _train(
             opt.step()
             sched.step()
         curve.append(_accuracy(model, x_te, y_te))
+        if not ctx.quick:
+            ctx.log(f"{label} epoch {len(curve)}: test accuracy {curve[-1]:.3f}")
     return curve, time.perf_counter() - start
 
 
@@ -499,13 +501,13 @@ def _layer_flops(layer: nn.Module, length: int, d: int) -> int:
 )
 def seqboat(ctx: RunContext) -> Result:
     """SeqBoat (sparse, local GAU) vs the same network with every token attending densely."""
-    length = ctx.pick(48, 256)
+    length = ctx.pick(48, 128)
     n_values, n_marked = 4, 3
-    x_tr, y_tr = marked_sum(ctx.pick(256, 4096), length, n_marked, n_values, ctx.generator)
-    x_te, y_te = marked_sum(ctx.pick(128, 1024), length, n_marked, n_values, ctx.generator)
+    x_tr, y_tr = marked_sum(ctx.pick(256, 2048), length, n_marked, n_values, ctx.generator)
+    x_te, y_te = marked_sum(ctx.pick(128, 512), length, n_marked, n_values, ctx.generator)
     dev = ctx.device
     data = (x_tr.to(dev), y_tr.to(dev), x_te.to(dev), y_te.to(dev))
-    epochs = ctx.pick(2, 30)
+    epochs = ctx.pick(2, 10)
     window = ctx.pick(8, 16)
     kw = {"d_model": 32, "n_layers": 2, "d_qk": 16, "state_dim": 16, "pool": "mean"}
     rows: list[dict[str, object]] = []
