@@ -8,27 +8,22 @@ table. Both run in this process on identical inputs; times are medians of repeat
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.utils.benchmark as tb
 
+from torchloom.core.bench import bench_parser, compare, median_times, write_report
 from torchloom.vision.msssim import ms_ssim, ssim
 
 
-def _time(fn: Callable[[], torch.Tensor], x: torch.Tensor, min_run_time: float) -> float:
+def _fwd_bwd(fn: Callable[[], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         x.grad = None
         fn().backward()
 
-    step()  # warm-up
-    t = tb.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time)
-    return float(t.median)
+    return step
 
 
 Case = tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Tensor], str]
@@ -62,10 +57,7 @@ def _cases(tag: str, x: torch.Tensor, y: torch.Tensor, win: int, pm: Any, piq: A
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small inputs, short timings")
-    parser.add_argument("--out", default="benchmarks/results", help="output folder")
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     try:
         import pytorch_msssim as pm
     except ImportError:
@@ -77,13 +69,13 @@ def main() -> int:
         piq = None
 
     torch.manual_seed(0)
-    min_run = 0.3 if args.quick else 2.0
+    repeat = 5 if args.quick else 20
     cases: list[tuple[str, tuple[int, ...]]] = (
         [("2d", (4, 3, 192, 192)), ("3d", (1, 1, 48, 48, 48))]
         if args.quick
         else [("2d", (16, 3, 256, 256)), ("3d", (2, 1, 96, 96, 96))]
     )
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for tag, shape in cases:
         x = torch.rand(shape, requires_grad=True)
         y = (x.detach() + 0.1 * torch.randn(shape)).clamp(0, 1)
@@ -91,28 +83,10 @@ def main() -> int:
         bench = _cases(tag, x, y, win, pm, piq)
         for case, ours_fn, peer_fn, peer_name in bench:
             torch.testing.assert_close(ours_fn(), peer_fn(), atol=1e-4, rtol=0)
-            ours = _time(ours_fn, x, min_run)
-            peer = _time(peer_fn, x, min_run)
-            rows.append(
-                {
-                    "case": f"{case} {tuple(shape)} fwd+bwd",
-                    "ours": ours,
-                    "peer": peer,
-                    "ratio": ours / peer,
-                    "unit": "s",
-                    "peer_name": peer_name,
-                }
-            )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"package": "vision", "topic": "msssim", "peer": "pytorch-msssim", "rows": rows}
-    (out / "vision_msssim.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':44s} {'ours':>10s} {'peer':>10s} {'ratio':>7s}  peer")
-    for r in rows:
-        print(
-            f"{r['case']!s:44s} {r['ours']:10.4f} {r['peer']:10.4f} {r['ratio']:7.2f}  "
-            f"{r['peer_name']}"
-        )
+            t = median_times({"ours": _fwd_bwd(ours_fn, x), "peer": _fwd_bwd(peer_fn, x)}, repeat)
+            row = compare(f"{case} {tuple(shape)} fwd+bwd vs {peer_name}", t["ours"], t["peer"])
+            rows.append(row)
+    write_report("vision", "msssim", "pytorch-msssim, piq", rows, args.out)
     return 0
 
 

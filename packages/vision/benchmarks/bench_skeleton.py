@@ -11,26 +11,22 @@ file is broken), so it always runs; the topology comparison is the vision.skelet
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import torch
-import torch.utils.benchmark as tb
 
+from torchloom.core.bench import bench_parser, compare, median_times, write_report
 from torchloom.vision.skeleton import skeletonize, soft_skeleton
 
 
-def _time(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, min_run: float) -> float:
+def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         x.grad = None
         fn(x).sum().backward()
 
-    step()
-    t = tb.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=min_run)
-    return float(t.median)
+    return step
 
 
 def _blobs(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -43,18 +39,15 @@ def _blobs(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     iters = 5
-    min_run = 0.3 if args.quick else 2.0
+    repeat = 5 if args.quick else 20
     cases = (
         [("2d", (4, 1, 64, 64)), ("3d", (1, 1, 32, 32, 32))]
         if args.quick
         else [("2d", (16, 1, 128, 128)), ("3d", (2, 1, 64, 64, 64))]
     )
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for tag, shape in cases:
         mask = _blobs(shape, 0)
         p = (0.05 + 0.9 * mask).requires_grad_()
@@ -68,28 +61,10 @@ def main() -> int:
                 g = torch.Generator().manual_seed(0)
                 return skeletonize(t, iters, method=method, probabilistic=True, generator=g)  # type: ignore[arg-type]
 
-            a, b = _time(ours_m, p, min_run), _time(peer, p, min_run)
-            rows.append(
-                {
-                    "case": f"{tag} {tuple(shape)} {method}, per iteration, fwd+bwd",
-                    "ours": a / iters,
-                    "peer": b / iters,
-                    "ratio": a / b,
-                    "unit": "s",
-                }
-            )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "vision",
-        "topic": "skeleton",
-        "peer": "clDice soft skeleton",
-        "rows": rows,
-    }
-    (out / "vision_skeleton.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':56s} {'ours':>10s} {'peer':>10s} {'ratio':>7s}")
-    for r in rows:
-        print(f"{r['case']!s:56s} {r['ours']:10.5f} {r['peer']:10.5f} {r['ratio']:7.2f}")
+            t = median_times({"ours": _fwd_bwd(ours_m, p), "peer": _fwd_bwd(peer, p)}, repeat)
+            case = f"{tag} {tuple(shape)} {method}, per iteration, fwd+bwd"
+            rows.append(compare(case, t["ours"] / iters, t["peer"] / iters))
+    write_report("vision", "skeleton", "clDice soft skeleton", rows, args.out)
     return 0
 
 
