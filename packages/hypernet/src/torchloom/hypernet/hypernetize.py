@@ -142,7 +142,7 @@ class HyperTarget(nn.Module):
                 f"got shape {tuple(flat.shape)}"
             )
         lead = flat.shape[:-1]
-        chunks = torch.split(flat, self.sizes, dim=-1)
+        chunks = torch.split(flat, list(self.sizes), dim=-1)
         return {n: c.reshape(*lead, *self.shapes[n]) for n, c in zip(self.names, chunks)}
 
     def forward(
