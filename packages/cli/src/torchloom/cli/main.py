@@ -98,7 +98,9 @@ def cmd_repro(args: argparse.Namespace, available: Mapping[str, Recipe], console
             )
         from torchloom.core.distributed import init_from_env
 
-        init_from_env()
+        info = init_from_env()
+        if args.device.startswith("cuda"):
+            args.device = str(info.device)  # one GPU per rank: cuda:LOCAL_RANK
     os.environ.setdefault("MPLBACKEND", "Agg")
     code = EXIT_OK
     summary = Table(title="summary")
@@ -131,6 +133,10 @@ def cmd_repro(args: argparse.Namespace, available: Mapping[str, Recipe], console
             code = max(code, EXIT_CLAIM_FAILED)
     if len(chosen) > 1:
         console.print(summary)
+    if world > 1:
+        from torchloom.core.distributed import cleanup
+
+        cleanup()
     return code
 
 
