@@ -9,36 +9,24 @@ largest difference of the outputs.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
+from torchloom.core.bench import bench_parser, median_times, write_report
 from torchloom.neural_de import NeuralCDE, natural_cubic_path
 
 
 def _interleaved(
     fa: Callable[[], object], fb: Callable[[], object], repeats: int
 ) -> tuple[float, float]:
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            start = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - start)
-    return statistics.median(ta), statistics.median(tb)
+    t = median_times({"ours": fa, "peer": fb}, repeats)
+    return t["ours"], t["peer"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = bench_parser(__doc__.splitlines()[0] if __doc__ else "")
     args = parser.parse_args(argv)
     try:
         import torchcde
@@ -152,19 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"package": "neural-de", "topic": "cde", "peer": "torchcde", "rows": rows}
-    dest = out / "neural-de_cde.json"
-    dest.write_text(json.dumps(payload, indent=2))
-    width = max(len(str(r["case"])) for r in rows)
-    print(f"{'case':<{width}}  {'ours':>12}  {'peer':>12}  {'ratio':>7}  unit")
-    for r in rows:
-        print(
-            f"{r['case']!s:<{width}}  {r['ours']:>12.4g}  {r['peer']:>12.4g}  "
-            f"{r['ratio']:>7.3f}  {r['unit']}"
-        )
-    print(f"wrote {dest}")
+    write_report("neural-de", "cde", "torchcde", rows, args.out)
     return 0
 
 

@@ -8,18 +8,15 @@ wall time (median of interleaved repeats) and the error against a DOP853 referen
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from torchloom.core.bench import bench_parser, median_times, write_report
+from torchloom.core.memory import SavedTensorMeter
 from torchloom.neural_de import SolverStats, odeint
 
 
@@ -34,43 +31,22 @@ class Field(nn.Module):
         return self.net(y)
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
-    """Bytes of tensors saved for backward while ``fn`` runs (CPU-capable memory measure)."""
-    total = [0]
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total[0]
-
-
 def _interleaved(
     fa: Callable[[], object], fb: Callable[[], object], repeats: int
 ) -> tuple[float, float]:
-    fa(), fb()  # warm-up
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_median_time(fa, 1))
-        tb.append(_median_time(fb, 1))
-    return statistics.median(ta), statistics.median(tb)
+    t = median_times({"ours": fa, "peer": fb}, repeats)
+    return t["ours"], t["peer"]
+
+
+def _saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Peak bytes saved for backward while ``fn`` runs (CPU-capable memory measure)."""
+    with SavedTensorMeter() as meter:
+        fn()
+    return meter.peak_bytes
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = bench_parser(__doc__.splitlines()[0] if __doc__ else "")
     args = parser.parse_args(argv)
     try:
         import torchdiffeq
@@ -278,19 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"package": "neural-de", "topic": "odeint", "peer": "torchdiffeq", "rows": rows}
-    path = out / "neural-de_odeint.json"
-    path.write_text(json.dumps(payload, indent=2))
-    width = max(len(str(r["case"])) for r in rows)
-    print(f"{'case':<{width}}  {'ours':>12}  {'peer':>12}  {'ratio':>7}  unit")
-    for r in rows:
-        print(
-            f"{r['case']!s:<{width}}  {r['ours']:>12.4g}  {r['peer']:>12.4g}  "
-            f"{r['ratio']:>7.3f}  {r['unit']}"
-        )
-    print(f"wrote {path}")
+    write_report("neural-de", "odeint", "torchdiffeq", rows, args.out)
     return 0
 
 
