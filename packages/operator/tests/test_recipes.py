@@ -1,0 +1,16 @@
+"""Every operator recipe runs in quick mode, its checked claims hold, and writes its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from torchloom.core.recipes import Recipe
+from torchloom.core.testing import assert_recipe_holds, recipes_of
+from torchloom.operator import recipes
+
+
+@pytest.mark.parametrize("r", recipes_of(recipes), ids=lambda r: r.name)
+def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
+    assert_recipe_holds(r, tmp_path)
