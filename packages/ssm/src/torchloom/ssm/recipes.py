@@ -165,7 +165,7 @@ def lssl(ctx: RunContext) -> Result:
     tasks: list[tuple[str, Callable[[], LSSLModel], Data, int]] = [
         ("digits", lambda: make_lssl(1, 10, 1e-2, 0.5), digits, ctx.pick(2, 20)),
         # Δt is the SSM's time scale (LSSL Sec. 3): matched to the gap, Δt·L ∈ [0.5, 2]
-        ("recall", lambda: make_lssl(k, k, 0.5 / length, 2.0 / length), recall, ctx.pick(3, 5)),
+        ("recall", lambda: make_lssl(k, k, 0.5 / length, 2.0 / length), recall, ctx.pick(3, 15)),
     ]
 
     metrics: dict[str, float] = {}
@@ -502,7 +502,7 @@ def _layer_flops(layer: nn.Module, length: int, d: int) -> int:
 def seqboat(ctx: RunContext) -> Result:
     """SeqBoat (sparse, local GAU) vs the same network with every token attending densely."""
     length = ctx.pick(48, 128)
-    n_values, n_marked = 4, 3
+    n_values, n_marked = 4, 1  # label: the value at the one marked position
     x_tr, y_tr = marked_sum(ctx.pick(256, 2048), length, n_marked, n_values, ctx.generator)
     x_te, y_te = marked_sum(ctx.pick(128, 512), length, n_marked, n_values, ctx.generator)
     dev = ctx.device
