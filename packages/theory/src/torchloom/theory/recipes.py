@@ -99,7 +99,7 @@ def ntk(ctx: RunContext) -> Result:
     kernel prediction (Jacot et al. 2018)."""
     dtype = torch.float32
     depth, sw2, sb2 = 2, 2.0, 0.1
-    widths = ctx.pick([64, 128, 256, 512, 1024], [64, 128, 256, 512, 1024, 2048, 4096])
+    widths = ctx.pick([64, 128, 256, 512, 1024], [64, 128, 256, 512, 1024, 2048])
     seeds = ctx.pick(2, 5)
     g = ctx.generator
     x = _circle(torch.rand(8, generator=g) * 2 * math.pi).to(ctx.device, dtype)
@@ -132,7 +132,7 @@ def ntk(ctx: RunContext) -> Result:
     xall = torch.cat([xtr, xte]).double()
     kall = ntk_kernel(xall, depth=depth, sigma_w2=sw2, sigma_b2=sb2)
     k_tr, k_te = kall[:n_train, :n_train], kall[n_train:, :n_train]
-    train_widths = ctx.pick([64, 1024], [64, 256, 1024, 4096])
+    train_widths = ctx.pick([64, 1024], [64, 256, 1024, 2048])
     gd_rows = []
     curves: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for width in ctx.progress(train_widths, description="GD vs kernel prediction"):
