@@ -12,31 +12,16 @@ Writes ``DIR/dsp_synth.json`` (rows: case, ours, peer, ratio = ours / peer, unit
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from torchloom.core.bench import bench_parser, compare, median_time, write_report
+
 SR = 16000
 HOP = 64
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def numpy_harmonic_synth(
@@ -82,9 +67,7 @@ def numpy_spectral_loss(a: np.ndarray, b: np.ndarray, sizes: tuple[int, ...]) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    parser = bench_parser(__doc__.splitlines()[0] if __doc__ else "")
     args = parser.parse_args()
     try:
         import scipy.signal as ss
@@ -124,10 +107,10 @@ def main() -> int:
             "value": float(np.abs(ours_audio.numpy() - ref_audio).max()),
         }
     )
-    t_ours = median_seconds(
+    t_ours = median_time(
         lambda: harmonic_synth(tf0, tamp, tdist, SR, n_samples, amp_resample="linear"), repeats
     )
-    t_peer = median_seconds(lambda: numpy_harmonic_synth(f0, amp, dist, n_samples), repeats)
+    t_peer = median_time(lambda: numpy_harmonic_synth(f0, amp, dist, n_samples), repeats)
     audio_seconds = batch * seconds
     rows.append(
         {
@@ -160,8 +143,8 @@ def main() -> int:
             "value": abs(loss_fn(ta, tb).item() / numpy_spectral_loss(a, b, sizes) - 1.0),
         }
     )
-    t_ours = median_seconds(lambda: loss_fn(ta, tb), repeats)
-    t_peer = median_seconds(lambda: numpy_spectral_loss(a, b, sizes), repeats)
+    t_ours = median_time(lambda: loss_fn(ta, tb), repeats)
+    t_peer = median_time(lambda: numpy_spectral_loss(a, b, sizes), repeats)
     rows.append(
         {
             "case": f"multi-scale spectral loss, {batch}x{seconds:g}s (s)",
@@ -177,13 +160,11 @@ def main() -> int:
         loss_fn(ta, tb).backward()
 
     rows.append(
-        {
-            "case": "spectral loss forward+backward vs numpy forward only (s)",
-            "ours": median_seconds(ours_fwd_bwd, repeats),
-            "peer": t_peer,
-            "ratio": median_seconds(ours_fwd_bwd, repeats) / t_peer,
-            "unit": "s",
-        }
+        compare(
+            "spectral loss forward+backward vs numpy forward only (s)",
+            median_time(ours_fwd_bwd, repeats),
+            t_peer,
+        )
     )
 
     # --- FIR filtering: one long filter, and time-varying filters ---
@@ -195,8 +176,8 @@ def main() -> int:
     checks.append(
         {"case": "fft_convolve vs fftconvolve max abs", "value": float(np.abs(same - ref).max())}
     )
-    t_ours = median_seconds(lambda: fft_convolve(ta, ir, padding="same"), repeats)
-    t_peer = median_seconds(
+    t_ours = median_time(lambda: fft_convolve(ta, ir, padding="same"), repeats)
+    t_peer = median_time(
         lambda: [ss.fftconvolve(a[i], irn[i], mode="same") for i in range(batch)], repeats
     )
     rows.append(
@@ -229,8 +210,8 @@ def main() -> int:
             "value": float(np.abs(ours_tv - scipy_time_varying()).max()),
         }
     )
-    t_ours = median_seconds(lambda: fft_convolve(ta, tv_ir, padding="valid"), repeats)
-    t_peer = median_seconds(scipy_time_varying, max(1, repeats // 3), warmup=1)
+    t_ours = median_time(lambda: fft_convolve(ta, tv_ir, padding="valid"), repeats)
+    t_peer = median_time(scipy_time_varying, max(1, repeats // 3), warmup=1)
     rows.append(
         {
             "case": f"time-varying FIR ({frames} frames x 127 taps) (s)",
@@ -241,25 +222,15 @@ def main() -> int:
         }
     )
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "dsp",
-        "topic": "synth",
-        "peer": "numpy/scipy reference (torchaudio not installed)",
-        "torch_threads": torch.get_num_threads(),
-        "rows": rows,
-        "checks": checks,
-    }
-    path = out_dir / "dsp_synth.json"
-    path.write_text(json.dumps(record, indent=2))
-    width = max(len(r["case"]) for r in rows)
-    print(f"{'case':<{width}}  {'ours':>10}  {'peer':>10}  {'ratio':>7}  unit")
-    for r in rows:
-        print(
-            f"{r['case']:<{width}}  {r['ours']:>10.4g}  {r['peer']:>10.4g}  {r['ratio']:>7.3f}  "
-            f"{r['unit']}"
-        )
+    path = write_report(
+        "dsp",
+        "synth",
+        "numpy/scipy reference (torchaudio not installed)",
+        rows,
+        args.out,
+        torch_threads=torch.get_num_threads(),
+        checks=checks,
+    )
     for c in checks:
         print(f"check: {c['case']} = {c['value']:.3g}")
     print(f"wrote {path}")
