@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchloom.operator.data import low_eigenvectors, poisson_2d, ritz_rhs
+from torchloom.operator.data import gaussian_sources, low_eigenvectors, poisson_2d, ritz_rhs
 
 
 def _obstacles(n: int) -> torch.Tensor:
@@ -61,6 +61,17 @@ def test_ritz_rhs_unit_norm_low_spectrum_and_zero_on_solid() -> None:
     ab = p.apply(b)
     rq = float((b * ab).sum((1, 2)).mean())
     assert rq < 1.0  # white noise has E[bᵀAb]/‖b‖² ≈ 4 on the fluid cells
+
+
+def test_gaussian_sources_unit_norm_and_zero_on_solid() -> None:
+    n = 8
+    obs = _obstacles(n)
+    b = gaussian_sources(poisson_2d(n, obs), 20, generator=torch.Generator().manual_seed(0))
+    assert b.shape == (20, n, n)
+    np.testing.assert_allclose(b.reshape(20, -1).norm(dim=1).numpy(), 1.0, rtol=1e-5)
+    assert float(b[:, obs].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="width"):
+        gaussian_sources(poisson_2d(n), 2, width=0.0)
 
 
 def test_low_eigenvectors_are_eigenvectors() -> None:

@@ -4,6 +4,7 @@ from importlib.metadata import version as _version
 
 from torchloom.operator.data import (
     PoissonProblem as PoissonProblem,
+    gaussian_sources as gaussian_sources,
     low_eigenvectors as low_eigenvectors,
     poisson_2d as poisson_2d,
     ritz_rhs as ritz_rhs,
@@ -27,6 +28,7 @@ __all__: list[str] = [
     "__version__",
     "dcdm_loss",
     "dcdm_solve",
+    "gaussian_sources",
     "ic0_preconditioner",
     "low_eigenvectors",
     "net_direction",

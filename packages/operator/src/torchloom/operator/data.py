@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from torchloom.core.checks import check_floating
 
-__all__ = ["PoissonProblem", "low_eigenvectors", "poisson_2d", "ritz_rhs"]
+__all__ = ["PoissonProblem", "gaussian_sources", "low_eigenvectors", "poisson_2d", "ritz_rhs"]
 
 _NEIGHBOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -136,3 +136,32 @@ def ritz_rhs(
     b = (c @ torch.from_numpy(v).T) * problem.fluid.reshape(-1)
     b = b / b.norm(dim=1, keepdim=True)
     return b.reshape(count, problem.n, problem.n).float()
+
+
+def gaussian_sources(
+    problem: PoissonProblem,
+    count: int,
+    *,
+    bumps: int = 3,
+    width: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Unit-norm right-hand sides made of ``bumps`` Gaussian sources, ``(count, n, n)`` float32.
+
+    A physically shaped source family *outside* the eigenvector training distribution (random
+    centres, N(0, 1) amplitudes, std ``width`` cells), used to test generalisation. Zero on solids.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if bumps < 1:
+        raise ValueError(f"bumps must be >= 1, got {bumps}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    n = problem.n
+    yy, xx = torch.meshgrid(torch.arange(float(n)), torch.arange(float(n)), indexing="ij")
+    centres = torch.rand(count, bumps, 2, generator=generator, dtype=torch.float64) * n
+    amps = torch.randn(count, bumps, generator=generator, dtype=torch.float64)
+    d2 = (yy - centres[..., 0, None, None]) ** 2 + (xx - centres[..., 1, None, None]) ** 2
+    b = (amps[..., None, None] * torch.exp(-d2 / (2 * width**2))).sum(1) * problem.fluid
+    b = b / b.reshape(count, -1).norm(dim=1).clamp_min(1e-300)[:, None, None]
+    return b.float()
