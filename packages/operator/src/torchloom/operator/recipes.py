@@ -82,8 +82,11 @@ def dcdm(ctx: RunContext) -> Result:
         train = ritz_rhs(prob, ctx.pick(500, 4000), modes=prob.size, basis=basis, generator=gen)
         test_gen = torch.Generator().manual_seed(ctx.seed + 10_000 + n)
         test = ritz_rhs(prob, n_test, modes=prob.size, basis=basis, generator=test_gen)
-        net = DCDMNet(channels=ctx.pick(8, 16), levels=3)
-        losses = train_dcdm(net, prob, train, steps=steps, generator=gen)
+        # coarsest level 2x2 at every size, so the network reaches across the whole grid
+        net = DCDMNet(channels=ctx.pick(8, 16), levels=int(np.log2(n)) - 1)
+        # full mode: more steps for the larger grid, so both sizes are trained comparably well
+        n_steps = steps * ctx.pick(1, n // sizes[0])
+        losses = train_dcdm(net, prob, train, steps=n_steps, generator=gen)
         ctx.log(f"n={n}: loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-20:]):.4f}")
         direction = net_direction(net, prob)
         ic = ic0_preconditioner(prob.matrix)
