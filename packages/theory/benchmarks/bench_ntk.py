@@ -11,28 +11,12 @@ user would otherwise write), labelled as such in the JSON. Writes
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
+from torchloom.core.bench import bench_parser, compare, median_time, write_report
 from torchloom.theory import NTKMLP, empirical_ntk, infinite_width_kernels
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (first torch.func call imports and traces)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 class SmallCNN(nn.Module):
@@ -60,10 +44,7 @@ def _autograd_ntk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     torch.manual_seed(0)
     n = 8 if args.quick else 32
     repeats = 3 if args.quick else 10
@@ -87,29 +68,17 @@ def main() -> None:
     rows = []
     for name, model, x in cases:
         for mode in ("jacobian", "ntk_vp"):
-            ours = _median_time(
+            ours = median_time(
                 lambda m=model, xx=x, md=mode: empirical_ntk(m, xx, mode=md), repeats
             )
-            base = _median_time(lambda m=model, xx=x: _autograd_ntk(m, xx), max(1, repeats // 2))
+            base = median_time(lambda m=model, xx=x: _autograd_ntk(m, xx), max(1, repeats // 2))
             rows.append(
-                {
-                    "case": f"empirical NTK {name} N={n} mode={mode} vs autograd loop",
-                    "ours": ours,
-                    "peer": base,
-                    "ratio": ours / base,
-                    "unit": "s",
-                }
+                compare(f"empirical NTK {name} N={n} mode={mode} vs autograd loop", ours, base)
             )
     if have_nt:
         rows += _neural_tangents_rows(n, repeats)
     peer = "neural-tangents" if have_nt else "torch.autograd loop (neural-tangents not installed)"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"package": "theory", "topic": "ntk", "peer": peer, "rows": rows}
-    (out / "theory_ntk.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':<62} {'ours':>10} {'peer':>10} {'ratio':>8}")
-    for r in rows:
-        print(f"{r['case']:<62} {r['ours']:>10.4g} {r['peer']:>10.4g} {r['ratio']:>8.3f}")
+    write_report("theory", "ntk", peer, rows, args.out)
 
 
 def _neural_tangents_rows(n: int, repeats: int) -> list[dict[str, object]]:
@@ -146,19 +115,11 @@ def _neural_tangents_rows(n: int, repeats: int) -> list[dict[str, object]]:
     _, params = init_fn(jax.random.PRNGKey(0), x.shape)
     ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0))
     xj = jnp.asarray(x, dtype=jnp.float32)
-    peer = _median_time(lambda: ntk_fn(xj, None, params).block_until_ready(), repeats)
+    peer = median_time(lambda: ntk_fn(xj, None, params).block_until_ready(), repeats)
     mlp = NTKMLP(16, 512, depth, 1, sigma_w2=sw2, sigma_b2=sb2)
     xt = torch.from_numpy(x).float()
-    ours_t = _median_time(lambda: empirical_ntk(mlp, xt), repeats)
-    rows.append(
-        {
-            "case": f"empirical NTK ReLU MLP depth {depth} width 512 N={n}",
-            "ours": ours_t,
-            "peer": peer,
-            "ratio": ours_t / peer,
-            "unit": "s",
-        }
-    )
+    ours_t = median_time(lambda: empirical_ntk(mlp, xt), repeats)
+    rows.append(compare(f"empirical NTK ReLU MLP depth {depth} width 512 N={n}", ours_t, peer))
     return rows
 
 
