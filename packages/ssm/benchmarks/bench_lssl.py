@@ -10,19 +10,10 @@ sequential matrix-vector products. Ratios are ours/baseline (below 1 = faster).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
-from torch.utils import benchmark
 
+from torchloom.core.bench import bench_parser, median_time, write_report
 from torchloom.ssm import LSSL, krylov
-
-
-def _median(fn, min_run_time: float) -> float:
-    t = benchmark.Timer(stmt="fn()", globals={"fn": fn})
-    return float(t.blocked_autorange(min_run_time=min_run_time).median)
 
 
 def _naive_kernel(da: torch.Tensor, db: torch.Tensor, length: int) -> torch.Tensor:
@@ -34,21 +25,18 @@ def _naive_kernel(da: torch.Tensor, db: torch.Tensor, length: int) -> torch.Tens
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     torch.manual_seed(0)
     lengths = [256, 1024] if args.quick else [1024, 4096, 16384]
     h, n, batch = 16, 32, 4
     layer = LSSL(h, n, 1).eval()
     rows = []
-    mrt = 0.05 if args.quick else 0.5
+    repeat = 3 if args.quick else 10
     with torch.no_grad():
         for length in lengths:
             u = torch.randn(batch, length, h)
-            conv = _median(lambda u=u: layer(u), mrt)
-            rec = _median(lambda u=u: layer.forward_recurrent(u), 0.0)
+            conv = median_time(lambda u=u: layer(u), repeat)
+            rec = median_time(lambda u=u: layer.forward_recurrent(u), 1)
             err = float((layer(u) - layer.forward_recurrent(u)[0]).abs().max())
             rows.append(
                 {
@@ -61,8 +49,8 @@ def main() -> None:
                 }
             )
             da, db = layer.discrete()
-            dbl = _median(lambda a=da, b=db, n_=length: krylov(a, b, n_), mrt)
-            naive = _median(lambda a=da, b=db, n_=length: _naive_kernel(a, b, n_), 0.0)
+            dbl = median_time(lambda a=da, b=db, n_=length: krylov(a, b, n_), repeat)
+            naive = median_time(lambda a=da, b=db, n_=length: _naive_kernel(a, b, n_), 1)
             rows.append(
                 {
                     "case": f"Krylov kernel doubling vs naive powers, L={length}",
@@ -72,18 +60,13 @@ def main() -> None:
                     "unit": "s",
                 }
             )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "ssm",
-        "topic": "lssl",
-        "peer": "own recurrent mode / naive Krylov (no state-spaces reference installed)",
-        "rows": rows,
-    }
-    (out / "ssm_lssl.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':<90} {'ours':>10} {'peer':>10} {'ratio':>8}")
-    for r in rows:
-        print(f"{r['case']:<90} {r['ours']:>10.4g} {r['peer']:>10.4g} {r['ratio']:>8.3g}")
+    write_report(
+        "ssm",
+        "lssl",
+        "own recurrent mode / naive Krylov (no state-spaces reference installed)",
+        rows,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -8,20 +8,11 @@ No SeqBoat peer package is installed, so the baseline is this library's dense-at
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
+from torchloom.core.bench import bench_parser, median_time, write_report
 from torchloom.ssm import SeqBoatLayer
-
-
-def _median(fn, min_run_time: float) -> float:
-    t = benchmark.Timer(stmt="fn()", globals={"fn": fn})
-    return float(t.blocked_autorange(min_run_time=min_run_time).median)
 
 
 def _flops(fn) -> int:
@@ -31,14 +22,11 @@ def _flops(fn) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
+    args = bench_parser(__doc__.splitlines()[0] if __doc__ else "").parse_args()
     torch.manual_seed(0)
     d, window = 64, 64
     lengths = [256, 1024] if args.quick else [512, 2048, 8192]
-    mrt = 0.05 if args.quick else 0.3
+    repeat = 3 if args.quick else 10
     rows = []
     with torch.no_grad():
         for length in lengths:
@@ -54,7 +42,7 @@ def main() -> None:
                 def full(f: SeqBoatLayer = dense, u: torch.Tensor = x) -> None:
                     f(u, "all")
 
-                t_ours, t_dense = _median(ours, mrt), _median(full, mrt)
+                t_ours, t_dense = median_time(ours, repeat), median_time(full, repeat)
                 f_ours, f_dense = _flops(ours), _flops(full)
                 ratio = float(local.forward_with_gate(x, mode)[1].float().mean())
                 tag = f"L={length}, window={window}, activated={ratio:.2f}"
@@ -76,18 +64,13 @@ def main() -> None:
                         "unit": "flop",
                     }
                 )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "package": "ssm",
-        "topic": "seqboat",
-        "peer": "torchloom.ssm dense full attention (no SeqBoat peer installed)",
-        "rows": rows,
-    }
-    (out / "ssm_seqboat.json").write_text(json.dumps(record, indent=2))
-    print(f"{'case':<60} {'ours':>10} {'peer':>10} {'ratio':>8}")
-    for r in rows:
-        print(f"{r['case']:<60} {r['ours']:>10.4g} {r['peer']:>10.4g} {r['ratio']:>8.3g}")
+    write_report(
+        "ssm",
+        "seqboat",
+        "torchloom.ssm dense full attention (no SeqBoat peer installed)",
+        rows,
+        args.out,
+    )
 
 
 if __name__ == "__main__":
