@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -153,7 +154,8 @@ class DCDMResult:
         return len(self.residuals) - 1
 
 
-def _as_matvec(a: object, name: str = "a") -> tuple[MatVec, int]:
+# `a` is a PoissonProblem, a scipy sparse matrix, an ndarray or a tensor, told apart below
+def _as_matvec(a: Any, name: str = "a") -> tuple[MatVec, int]:
     if isinstance(a, PoissonProblem):
         return (lambda v: a.apply(v)), a.size
     if sp.issparse(a) or isinstance(a, np.ndarray):
