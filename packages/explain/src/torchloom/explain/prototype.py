@@ -71,9 +71,14 @@ class PrototypeNetwork(nn.Module):
     """Autoencoder + prototype layer + linear classifier on ``−‖f(x) − p_j‖²``.
 
     Args:
-        n_classes: ``K``. n_prototypes: ``m``. in_channels/image_size: input ``(C, S, S)``
-        (``S`` divisible by 4). code: latent size ``p``. encoder/decoder: custom modules
-        mapping ``(B, C, H, W) -> (B, p)`` and back, replacing the default conv autoencoder.
+        n_classes: number of classes ``K``.
+        n_prototypes: number of prototypes ``m``.
+        in_channels: input channels ``C``.
+        image_size: input side ``S`` (divisible by 4 for the default autoencoder).
+        code: latent size ``p``.
+        width: channels of the default conv autoencoder.
+        encoder: custom module ``(B, C, H, W) -> (B, p)`` replacing the default encoder.
+        decoder: custom module ``(B, p) -> (B, C, H, W)``; pass both or neither.
 
     ``forward(x)`` returns logits ``(B, K)``; :meth:`distances` the squared distances ``(B, m)``.
     """

@@ -40,10 +40,15 @@ class TELL(nn.Module):
     """Autoencoder + clustering layer whose weight rows are the (unit-norm) cluster centres.
 
     Args:
-        in_features: ``D``. ``hidden``: encoder widths. ``latent``: code size ``d``.
-        n_clusters: ``K``. ``encoder``/``decoder``: custom modules (``D -> d`` and ``d -> D``)
-        replacing the default MLPs; ``encoder=nn.Identity()`` with ``decoder=nn.Identity()``
-        gives spherical k-means in input space.
+        in_features: input size ``D``.
+        n_clusters: number of clusters ``K``.
+        latent: code size ``d``.
+        hidden: encoder widths (the decoder mirrors them).
+        alpha: scale of the layer weight ``W = 2αΩ`` (never changes the argmax).
+        encoder: custom ``D -> d`` module replacing the default MLP; ``nn.Identity()`` together
+            with an identity decoder clusters in input space.
+        decoder: custom ``d -> D`` module.
+        normalize: unit-norm codes and centres (the paper's setting).
 
     ``forward(x)`` returns ``(z, scores)``: codes ``(N, d)`` and scores ``W z + b`` ``(N, K)``
     with ``W = 2αΩ``. With ``normalize=True`` (the paper's setting) codes and centres are unit
