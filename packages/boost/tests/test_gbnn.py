@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from torchloom.boost import GBNNClassifier, GBNNRegressor
+from torchloom.boost.gbnn import GBNNClassifier, GBNNRegressor
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from torchloom.neural_de import StableNeuralSDE, brownian_interval, natural_cubic_path
+from torchloom.neural_de import brownian_interval, natural_cubic_path
+from torchloom.neural_de.stable_sde import StableNeuralSDE
 
 KINDS = ["langevin", "linear_noise", "geometric", "naive"]
 

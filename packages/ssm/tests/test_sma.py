@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from torchloom.ssm import (
+from torchloom.ssm.sma import (
     LatentConfigurator,
     SeqBoat,
     SeqBoatLayer,
