@@ -33,3 +33,11 @@ def test_passing_values_are_returned() -> None:
     t = torch.zeros(2, 3)
     assert checks.check_shape(t, "t", (2, None)) is t
     assert checks.check_positive(0, "v", strict=False) == 0.0
+
+
+def test_check_int() -> None:
+    assert checks.check_int(3, "n") == 3
+    assert checks.check_int(0, "n", minimum=0) == 0
+    for bad in (0, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="n must be an int >= 1"):
+            checks.check_int(bad, "n")

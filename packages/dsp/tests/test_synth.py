@@ -10,15 +10,19 @@ from hypothesis import given, strategies as st
 
 from torchloom.core.testing import assert_gradcheck
 from torchloom.dsp.core import resample
-from torchloom.dsp.synth import (
-    ExpDecayReverb,
+from torchloom.dsp.noise import (
     FilteredNoise,
-    Harmonic,
-    Reverb,
-    Wavetable,
     fft_convolve,
     filtered_noise,
     frequency_impulse_response,
+)
+from torchloom.dsp.reverb import (
+    ExpDecayReverb,
+    Reverb,
+)
+from torchloom.dsp.synth import (
+    Harmonic,
+    Wavetable,
     harmonic_frequencies,
     harmonic_synth,
     normalize_harmonics,

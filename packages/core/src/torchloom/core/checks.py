@@ -13,6 +13,7 @@ import torch
 __all__ = [
     "check_finite",
     "check_floating",
+    "check_int",
     "check_ndim",
     "check_positive",
     "check_probability",
@@ -94,3 +95,10 @@ def check_probability(value: float, name: str) -> float:
     if v > 1:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
     return v
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value

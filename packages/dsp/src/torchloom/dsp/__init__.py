@@ -32,15 +32,19 @@ from torchloom.dsp.losses import (
     multiscale_spectral_loss as multiscale_spectral_loss,
     stft_magnitude as stft_magnitude,
 )
-from torchloom.dsp.synth import (
-    ExpDecayReverb as ExpDecayReverb,
+from torchloom.dsp.noise import (
     FilteredNoise as FilteredNoise,
-    Harmonic as Harmonic,
-    Reverb as Reverb,
-    Wavetable as Wavetable,
     fft_convolve as fft_convolve,
     filtered_noise as filtered_noise,
     frequency_impulse_response as frequency_impulse_response,
+)
+from torchloom.dsp.reverb import (
+    ExpDecayReverb as ExpDecayReverb,
+    Reverb as Reverb,
+)
+from torchloom.dsp.synth import (
+    Harmonic as Harmonic,
+    Wavetable as Wavetable,
     harmonic_frequencies as harmonic_frequencies,
     harmonic_synth as harmonic_synth,
     normalize_harmonics as normalize_harmonics,

@@ -15,7 +15,9 @@ from torch import nn
 
 from torchloom.core.checks import check_floating, check_ndim, check_positive
 from torchloom.dsp.features import _hop, compute_loudness, mfcc, yin
-from torchloom.dsp.synth import FilteredNoise, Harmonic, Reverb
+from torchloom.dsp.noise import FilteredNoise
+from torchloom.dsp.reverb import Reverb
+from torchloom.dsp.synth import Harmonic
 
 __all__ = ["Autoencoder", "Decoder", "ZEncoder", "hz_to_midi", "mlp"]
 

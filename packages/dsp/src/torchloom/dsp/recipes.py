@@ -15,7 +15,8 @@ import torch
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.dsp.core import exp_sigmoid
 from torchloom.dsp.losses import MultiScaleSpectralLoss, stft_magnitude
-from torchloom.dsp.synth import filtered_noise, frequency_impulse_response, harmonic_synth
+from torchloom.dsp.noise import filtered_noise, frequency_impulse_response
+from torchloom.dsp.synth import harmonic_synth
 
 __all__ = ["autoencoder", "fit"]
 
@@ -256,7 +257,7 @@ def _make_notes(
     tr = torch.linspace(0.0, 1.0, room_len, dtype=torch.float64)
     room = 0.02 * torch.exp(-6.0 * tr) * (torch.rand(room_len, generator=gen) * 2 - 1)
     room[0] = 0.0
-    from torchloom.dsp.synth import fft_convolve
+    from torchloom.dsp.noise import fft_convolve
 
     dry = harm + noise
     audio = dry + fft_convolve(dry, room[None], padding="same", delay_compensation=0)
