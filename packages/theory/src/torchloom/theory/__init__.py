@@ -14,6 +14,16 @@ from torchloom.theory.criticality import (
     sample_preactivations as sample_preactivations,
     susceptibilities as susceptibilities,
 )
+from torchloom.theory.geometry import (
+    ClusterTask as ClusterTask,
+    TrainedNet as TrainedNet,
+    cluster_task as cluster_task,
+    linear_cka as linear_cka,
+    rdm as rdm,
+    rsa as rsa,
+    square_task as square_task,
+    train_one_hidden_layer as train_one_hidden_layer,
+)
 from torchloom.theory.inductive_bias import (
     GeneralizedChi2 as GeneralizedChi2,
     ScaledNoncentralChi2 as ScaledNoncentralChi2,
@@ -58,6 +68,7 @@ __version__ = _version("torchloom-theory")
 
 __all__: list[str] = [
     "NTKMLP",
+    "ClusterTask",
     "CollapseGeometry",
     "Criticality",
     "FourPointResult",
@@ -69,8 +80,10 @@ __all__: list[str] = [
     "NeuralCollapseMetrics",
     "ScaledNoncentralChi2",
     "StudentTPosterior",
+    "TrainedNet",
     "__version__",
     "class_means",
+    "cluster_task",
     "critical_initialization",
     "empirical_ntk",
     "etf_distance",
@@ -83,6 +96,7 @@ __all__: list[str] = [
     "interpolating_error_distribution",
     "interpolating_hypothesis_errors",
     "kernel_recursion",
+    "linear_cka",
     "monte_carlo_moments",
     "nc1",
     "nc3",
@@ -93,10 +107,14 @@ __all__: list[str] = [
     "ntk_kernel",
     "orthogonal_frame_distance",
     "predict_gd",
+    "rdm",
+    "rsa",
     "sample_preactivations",
     "sample_scale_mixture_prior",
     "scale_mixture_posterior",
+    "square_task",
     "student_t_log_marginal_likelihood",
     "student_t_posterior",
     "susceptibilities",
+    "train_one_hidden_layer",
 ]
