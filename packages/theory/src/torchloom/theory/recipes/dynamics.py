@@ -1,0 +1,5 @@
+"""Recipes: dynamics (see the package docstring of ``torchloom.theory.recipes``)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
