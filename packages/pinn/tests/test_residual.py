@@ -70,7 +70,7 @@ def test_trainer_solves_poisson_and_records_terms() -> None:
     assert set(hist.terms) == {"pde", "bc"}
     assert hist.phase.count("adam") == 100 and "lbfgs" in hist.phase
     # L-BFGS kept iterating (did not stop early) and improved on Adam's loss
-    assert hist.total[-1] < 0.01 * hist.total[99]
+    assert hist.total[-1] < 0.05 * hist.total[99]
     err = (net(x) - torch.sin(math.pi * x)).abs().max()
     assert float(err) < 1e-2
 
