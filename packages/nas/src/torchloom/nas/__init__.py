@@ -71,3 +71,48 @@ __all__: list[str] = [
     "plot_cell",
     "register_op",
 ]
+
+# --- hardware/memory-aware search: latency tables, chain space, ProxylessNAS --------------
+from torchloom.nas.blocks import (
+    PROXYLESS_OPS,
+    ChainNet,
+    ChainSupernet,
+    MBConv,
+    MixedLayer,
+    build_chain,
+    mbconv_ops,
+)
+from torchloom.nas.latency import (
+    LatencyTable,
+    arch_latency_matrices,
+    expected_latency,
+    measure_latency_table,
+)
+from torchloom.nas.proxyless import (
+    PathSample,
+    ProxylessMixing,
+    ProxylessNAS,
+    latency_loss,
+    mix_ops,
+    rescale_two_path_,
+)
+
+__all__ += [
+    "PROXYLESS_OPS",
+    "ChainNet",
+    "ChainSupernet",
+    "LatencyTable",
+    "MBConv",
+    "MixedLayer",
+    "PathSample",
+    "ProxylessMixing",
+    "ProxylessNAS",
+    "arch_latency_matrices",
+    "build_chain",
+    "expected_latency",
+    "latency_loss",
+    "mbconv_ops",
+    "measure_latency_table",
+    "mix_ops",
+    "rescale_two_path_",
+]

@@ -1,0 +1,469 @@
+"""ProxylessNAS (Cai, Zhu & Han, ICLR 2019): binarised paths and a latency-aware search loss.
+
+Each layer keeps *one* active path during search. Binary gates ``g`` (one-hot) are sampled from
+``p = softmax(α)``; the layer outputs ``Σ_i g_i · o_i(x)``, i.e. the active op only, and the
+architecture gradient is the paper's Eq. (4) estimator
+
+    ∂L/∂α_i = Σ_j ∂L/∂g_j · p_j (δ_ij − p_i),   ∂L/∂g_j = <∂L/∂out, o_j(x)>,
+
+(:func:`torchloom.core.relax.binary_gate`). Only the active path is computed with a graph and
+kept for backward; the other candidates' outputs ``o_j`` are needed only for the scalars
+``∂L/∂g_j`` and are recomputed inside the backward pass without storing anything
+(:func:`mix_ops`, the reference implementation's ``full_v2`` mode). Training memory is therefore
+flat in the number of candidates, unlike DARTS's softmax mixture which stores every path.
+
+Two-path mode (Sec. 3.2.1): two candidates are sampled from the multinomial, the others are
+masked as if absent, the gate and estimator are restricted to the pair
+(:func:`torchloom.core.relax.binary_gate_two_path`), and after the architecture update the
+pair's logits are shifted so that the unsampled paths keep their probabilities
+(:func:`rescale_two_path_`).
+
+Latency (Sec. 3.3): ``E[LAT] = Σ_layers Σ_j p_j · LAT_j`` from a lookup table
+(:mod:`torchloom.nas.latency`), combined with the cross-entropy by :func:`latency_loss`, either
+multiplicatively, ``a · CE · (log E[LAT] / log T)^β`` (the reference code's ``mul#log``), or
+additively, ``CE + λ · (E[LAT] − T) / T`` (``add#linear``).
+
+Unbiasedness: for a single edge and a loss quadratic in its output (so that ``∂L/∂out`` is affine),
+the expectation of the one-path estimator over the sampled gate equals the gradient of the
+softmax-relaxed (DARTS) loss ``L(Σ_j p_j o_j)``; in two-path mode the conditional expectation
+given the pair equals the relaxed gradient of the pair restricted to itself. For other losses it
+is the paper's first-order approximation ``∂L/∂p_j ≈ ∂L/∂g_j``. Both statements are tested.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchloom.core.checks import check_floating, check_positive
+from torchloom.core.relax import binary_gate, binary_gate_two_path
+from torchloom.nas.latency import LatencyTable, arch_latency_matrices
+from torchloom.nas.space import Mixture
+
+__all__ = [
+    "PathSample",
+    "ProxylessMixing",
+    "ProxylessNAS",
+    "latency_loss",
+    "mix_ops",
+    "rescale_two_path_",
+]
+
+
+@dataclass(frozen=True)
+class PathSample(Mixture):
+    """A :class:`~torchloom.nas.space.Mixture` of sampled binary paths.
+
+    Attributes:
+        weights: ``(E, N)`` one-hot gates (with the ProxylessNAS backward).
+        active: ``(E, k)`` int64 ops computed with a graph (the active path).
+        lazy: ``(E, m)`` int64 ops whose outputs are recomputed in the backward only, to give
+            ``∂L/∂g_j``; ``None`` when no architecture gradient is wanted.
+        pair: ``(E, 2)`` the candidate pair in two-path mode, else ``None``.
+    """
+
+    lazy: torch.Tensor | None = None
+    pair: torch.Tensor | None = None
+
+
+class _Snapshot:
+    """Restore an op's buffers (BatchNorm running statistics) after a side recomputation."""
+
+    def __init__(self, ops: Iterable[nn.Module]) -> None:
+        self.saved = [(b, b.clone()) for op in ops for b in op.buffers()]
+
+    def restore(self) -> None:
+        for b, v in self.saved:
+            b.copy_(v)
+
+
+class _LazyPaths(torch.autograd.Function):
+    """Zero in the forward; in the backward, ``∂L/∂w_j = <∂L/∂out, op_j(x)>`` for lazy ``j``."""
+
+    @staticmethod
+    def forward(
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        ops: list[nn.Module],
+        index: list[int],
+        like: torch.Tensor,
+    ) -> torch.Tensor:
+        return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        weights, x, ops, index, _ = inputs
+        ctx.ops = ops
+        ctx.index = index
+        ctx.weights_shape = weights.shape
+        ctx.save_for_backward(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.zeros(ctx.weights_shape, dtype=grad_out.dtype, device=grad_out.device)
+            with torch.no_grad():
+                snap = _Snapshot(ctx.ops)
+                for j, op in zip(ctx.index, ctx.ops):
+                    grad_w[j] = (grad_out * op(x)).sum()
+                snap.restore()
+        return grad_w, None, None, None, None
+
+
+def mix_ops(
+    ops: Sequence[nn.Module],
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    active: torch.Tensor | None = None,
+    lazy: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``Σ_i weights[i] · ops[i](x)`` over ``active`` ops, with memory-free gradients for ``lazy``.
+
+    The ``active`` ops are evaluated with a graph. For each ``lazy`` op ``j`` the term
+    ``weights[j] · ops[j](x)`` is taken to have zero value (its weight is a zero gate) and its
+    gradient ``∂L/∂weights[j] = <∂L/∂out, ops[j](x)>`` is computed in the backward pass by
+    re-running ``ops[j]`` under ``torch.no_grad`` (its buffers, e.g. BatchNorm running stats,
+    are restored). Only ``x`` is saved for that, so memory does not grow with ``len(lazy)``.
+    The gradient to ``x`` and to the lazy ops' parameters through a lazy term is exactly zero
+    (its weight is zero), so nothing is lost.
+
+    Args:
+        ops: the ``N`` candidate modules.
+        x: the edge input ``(B, *)``.
+        weights: ``(N,)`` coefficients (gates).
+        active: ``(k,)`` int64 indices evaluated with a graph; ``None`` evaluates all ``N``.
+        lazy: ``(m,)`` int64 indices whose weight gradient is computed in the backward only.
+
+    Returns:
+        The mixed output, shaped like ``ops[i](x)``.
+    """
+    check_floating(weights, "weights")
+    if weights.shape != (len(ops),):
+        raise ValueError(f"weights must have shape ({len(ops)},), got {tuple(weights.shape)}")
+    idx = range(len(ops)) if active is None else [int(i) for i in active.tolist()]
+    out: torch.Tensor | None = None
+    for i in idx:
+        term = weights[i] * ops[i](x)
+        out = term if out is None else out + term
+    if out is None:
+        raise ValueError("active must select at least one op")
+    if lazy is not None and lazy.numel() > 0:
+        index = [int(j) for j in lazy.tolist()]
+        if weights.requires_grad and torch.is_grad_enabled():
+            out = out + _LazyPaths.apply(weights, x, [ops[j] for j in index], index, out)
+    return out
+
+
+class ProxylessMixing:
+    """Mixing rule sampling ProxylessNAS binary paths from ``softmax(α)``.
+
+    ``mode="one"``: one active op per edge, the estimator over all ``N`` candidates.
+    ``mode="two"``: a pair sampled without replacement, one of it active, the estimator over the
+    pair. With ``lazy=True`` (for edges that understand :attr:`PathSample.lazy`, such as
+    :class:`~torchloom.nas.blocks.MixedLayer`) only the active op is computed with a graph;
+    with ``lazy=False`` (edges that only know ``active``, such as the DARTS
+    :class:`~torchloom.nas.space.MixedEdge`) the ops entering the estimator are all evaluated.
+
+    Args:
+        mode: ``"one"`` or ``"two"``.
+        lazy: recompute the non-active ops in the backward instead of storing them.
+        generator: source of randomness (global RNG when ``None``).
+    """
+
+    def __init__(
+        self,
+        mode: Literal["one", "two"] = "one",
+        lazy: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if mode not in ("one", "two"):
+            raise ValueError(f"mode must be 'one' or 'two', got {mode!r}")
+        self.mode = mode
+        self.lazy = bool(lazy)
+        self.generator = generator
+
+    def __call__(self, logits: torch.Tensor) -> PathSample:
+        """Sample binary gates with the ProxylessNAS backward.
+
+        Args:
+            logits: ``(E, N)`` architecture parameters.
+
+        Returns:
+            A :class:`PathSample` with one-hot ``weights`` ``(E, N)``.
+        """
+        check_floating(logits, "logits")
+        if logits.dim() != 2:
+            raise ValueError(f"logits must have shape (E, N), got {tuple(logits.shape)}")
+        E, N = logits.shape
+        if self.mode == "two":
+            gates, pair = binary_gate_two_path(logits, self.generator)
+            active = gates.argmax(-1, keepdim=True)
+            other = torch.where(pair[:, :1] == active, pair[:, 1:], pair[:, :1])
+            if self.lazy:
+                return PathSample(gates, active, other, pair)
+            return PathSample(gates, pair, None, pair)
+        gates = binary_gate(logits, self.generator)
+        active = gates.argmax(-1, keepdim=True)
+        if not self.lazy:
+            return PathSample(gates, None, None, None)
+        ar = torch.arange(N, device=logits.device).expand(E, N)
+        rest = ar[ar != active].reshape(E, N - 1)
+        return PathSample(gates, active, rest, None)
+
+    def sample(self, logits: torch.Tensor) -> PathSample:
+        """A path sample for the *weight* step: one active op per edge, no architecture gradient.
+
+        Args:
+            logits: ``(E, N)`` architecture parameters.
+
+        Returns:
+            ``PathSample(one_hot, active)`` with detached gates.
+        """
+        with torch.no_grad():
+            probs = logits.detach().softmax(-1)
+            active = torch.multinomial(probs.float(), 1, generator=self.generator)
+            gates = torch.zeros_like(probs).scatter_(-1, active, 1.0)
+        return PathSample(gates, active)
+
+
+def rescale_two_path_(alpha: torch.Tensor, old_alpha: torch.Tensor, pair: torch.Tensor) -> None:
+    """Shift the updated logits of each sampled pair so that unsampled paths keep their
+    probabilities (ProxylessNAS two-path mode), in place.
+
+    ``α_pair ← α_pair − (logsumexp(α_pair^new) − logsumexp(α_pair^old))``: the pair's total
+    ``Σ exp`` is restored, so ``softmax(α)`` of every other op is unchanged and the pair's
+    probability mass is redistributed within it.
+
+    Args:
+        alpha: ``(E, N)`` logits after the optimiser step (modified in place).
+        old_alpha: ``(E, N)`` logits before the step.
+        pair: ``(E, 2)`` int64 sampled pairs.
+    """
+    check_floating(alpha, "alpha")
+    if old_alpha.shape != alpha.shape:
+        raise ValueError(
+            f"old_alpha must have the shape of alpha {tuple(alpha.shape)}, "
+            f"got {tuple(old_alpha.shape)}"
+        )
+    if pair.dtype != torch.int64 or pair.shape != (alpha.shape[0], 2):
+        raise ValueError(
+            f"pair must be int64 of shape ({alpha.shape[0]}, 2), got {pair.dtype} "
+            f"{tuple(pair.shape)}"
+        )
+    with torch.no_grad():
+        new = alpha.gather(-1, pair)
+        old = old_alpha.to(alpha.dtype).gather(-1, pair)
+        offset = new.logsumexp(-1, keepdim=True) - old.logsumexp(-1, keepdim=True)
+        alpha.scatter_(-1, pair, new - offset)
+
+
+def latency_loss(
+    ce: torch.Tensor,
+    latency: torch.Tensor,
+    target: float,
+    kind: Literal["mul#log", "add#linear"] = "mul#log",
+    alpha: float = 0.2,
+    beta: float = 0.3,
+    lam: float = 0.1,
+) -> torch.Tensor:
+    """ProxylessNAS latency-regularised loss.
+
+    - ``"mul#log"``: ``alpha · CE · (log E[LAT] / log T)^beta``;
+    - ``"add#linear"``: ``CE + lam · (E[LAT] − T) / T``.
+
+    Args:
+        ce: scalar cross-entropy.
+        latency: scalar expected latency (µs), differentiable in the architecture.
+        target: latency target ``T`` (µs; ``> 1`` for the log form).
+        kind: ``"mul#log"`` or ``"add#linear"``.
+        alpha: scale of the multiplicative form.
+        beta: exponent of the multiplicative form.
+        lam: weight of the additive form.
+
+    Returns:
+        The scalar loss.
+    """
+    check_floating(ce, "ce")
+    check_floating(latency, "latency")
+    target = check_positive(target, "target")
+    if kind == "mul#log":
+        if target <= 1.0:
+            raise ValueError(f"target must be > 1 (µs) for the log form, got {target}")
+        if bool((latency <= 1.0).any()):
+            raise ValueError(
+                f"latency must be > 1 (µs) for the log form, got {float(latency.min())}"
+            )
+        return alpha * ce * (latency.log() / math.log(target)) ** beta
+    if kind == "add#linear":
+        return ce + lam * (latency - target) / target
+    raise ValueError(f"kind must be 'mul#log' or 'add#linear', got {kind!r}")
+
+
+class ProxylessNAS:
+    """The ProxylessNAS search procedure on a supernet.
+
+    Alternates a weight step (one path per edge sampled from ``softmax(α)``, only that path
+    trained, on a training batch) and an architecture step (binary gates with the estimator,
+    optional expected-latency loss, on a validation batch; in two-path mode followed by
+    :func:`rescale_two_path_`).
+
+    Args:
+        model: a supernet with ``alphas()``, ``arch_parameters()``, ``weight_parameters()`` and
+            ``forward(x, weights)`` accepting a mapping of mixtures (the layer-wise
+            :class:`~torchloom.nas.blocks.ChainSupernet` or the DARTS
+            :class:`~torchloom.nas.supernet.Supernet`).
+        mode: ``"one"`` or ``"two"`` paths.
+        lazy: recompute non-active paths in the backward (needs lazy-capable edges).
+        latency_table: per-op latencies; ``None`` searches for accuracy only.
+        target_latency: the target ``T`` (µs) of :func:`latency_loss`.
+        loss_kind: ``"mul#log"`` or ``"add#linear"``.
+        loss_params: ``alpha``/``beta``/``lam`` of :func:`latency_loss`.
+        weight_lr: SGD (momentum 0.9) learning rate of the weights.
+        arch_lr: Adam learning rate of the architecture logits.
+        generator: source of randomness.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mode: Literal["one", "two"] = "one",
+        lazy: bool = True,
+        latency_table: LatencyTable | None = None,
+        target_latency: float | None = None,
+        loss_kind: Literal["mul#log", "add#linear"] = "mul#log",
+        loss_params: Mapping[str, float] | None = None,
+        weight_lr: float = 0.05,
+        arch_lr: float = 6e-3,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.model = model
+        self.mixing = ProxylessMixing(mode, lazy, generator)
+        self.table = latency_table
+        if latency_table is not None and target_latency is None:
+            raise ValueError("target_latency is required with a latency_table")
+        self.target = target_latency
+        self.loss_kind = loss_kind
+        self.loss_params = dict(loss_params or {})
+        self._lat = (
+            arch_latency_matrices(model, latency_table) if latency_table is not None else None
+        )
+        arch = list(model.arch_parameters())  # type: ignore[operator]
+        self.w_opt = torch.optim.SGD(
+            list(model.weight_parameters()),  # type: ignore[operator]
+            lr=weight_lr,
+            momentum=0.9,
+            weight_decay=3e-4,
+        )
+        self.a_opt = torch.optim.Adam(arch, lr=arch_lr, betas=(0.0, 0.999), eps=1e-8)
+
+    def _alphas(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = self.model.alphas()  # type: ignore[operator]
+        return out
+
+    def expected_latency(self) -> torch.Tensor:
+        """``E[LAT] = Σ_layers Σ_j softmax(α)_j · LAT_j`` (µs), differentiable in ``α``.
+
+        Returns:
+            Scalar tensor.
+        """
+        if self._lat is None:
+            raise ValueError("expected_latency needs a latency_table")
+        total = None
+        for key, a in self._alphas().items():
+            term = (a.softmax(-1) * self._lat[key].to(a)).sum()
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("model has no architecture parameters")
+        return total
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One SGD step on the weights of sampled paths.
+
+        Args:
+            x: ``(B, *)`` training inputs.
+            y: ``(B,)`` labels.
+
+        Returns:
+            The training loss.
+        """
+        self.model.train()
+        mix = {k: self.mixing.sample(a) for k, a in self._alphas().items()}
+        loss = F.cross_entropy(self.model(x, mix), y)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(self.model.weight_parameters()), 5.0)  # type: ignore[operator]
+        self.w_opt.step()
+        return float(loss.detach())
+
+    def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The architecture loss on a batch with freshly sampled binary gates.
+
+        Args:
+            x: ``(B, *)`` validation inputs.
+            y: ``(B,)`` labels.
+
+        Returns:
+            ``(loss, mixtures)``; the mixtures hold the sampled pairs for two-path rescaling.
+        """
+        mix = {k: self.mixing(a) for k, a in self._alphas().items()}
+        loss = F.cross_entropy(self.model(x, mix), y)
+        if self.table is not None and self.target is not None:
+            loss = latency_loss(
+                loss, self.expected_latency(), self.target, self.loss_kind, **self.loss_params
+            )
+        return loss, mix
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One Adam step on the architecture logits.
+
+        Args:
+            x: ``(B, *)`` validation inputs.
+            y: ``(B,)`` labels.
+
+        Returns:
+            The architecture loss.
+        """
+        self.model.train()
+        alphas = self._alphas()
+        old = {k: a.detach().clone() for k, a in alphas.items()}
+        loss, mix = self.arch_loss(x, y)
+        self.a_opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=list(alphas.values()))
+        self.a_opt.step()
+        if self.mixing.mode == "two":
+            for k, a in alphas.items():
+                pair = mix[k].pair
+                if pair is not None:
+                    rescale_two_path_(a, old[k], pair)
+        return float(loss.detach())
+
+    def step(
+        self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor]
+    ) -> dict[str, float]:
+        """A weight step on ``train`` then an architecture step on ``val``.
+
+        Args:
+            train: ``(x, y)`` training batch.
+            val: ``(x, y)`` validation batch.
+
+        Returns:
+            ``{"train_loss", "arch_loss"}``.
+        """
+        return {"train_loss": self.weight_step(*train), "arch_loss": self.arch_step(*val)}
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """``softmax(α)`` per architecture-parameter group.
+
+        Returns:
+            ``{key: (E, N)}``.
+        """
+        return {k: a.detach().softmax(-1) for k, a in self._alphas().items()}

@@ -1,0 +1,270 @@
+"""ProxylessNAS: the binary-path estimator against the softmax-relaxed gradient, memory, loss."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchloom.core.memory import SavedTensorMeter
+from torchloom.nas.blocks import ChainSupernet
+from torchloom.nas.latency import LatencyTable
+from torchloom.nas.proxyless import (
+    ProxylessMixing,
+    ProxylessNAS,
+    latency_loss,
+    mix_ops,
+    rescale_two_path_,
+)
+
+D = 6
+
+
+def _edge(n: int) -> tuple[list[nn.Module], torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    ops: list[nn.Module] = [nn.Linear(D, D).double() for _ in range(n)]
+    x = torch.randn(4, D, dtype=torch.float64)
+    y = torch.randn(4, D, dtype=torch.float64)
+    alpha = torch.tensor([0.3, -0.5, 1.0, 0.1, -0.2][:n], dtype=torch.float64)
+    return ops, x, y, alpha
+
+
+def _quadratic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((out - y) ** 2).sum()
+
+
+def _relaxed_grad(
+    ops: list[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    subset: list[int] | None = None,
+) -> torch.Tensor:
+    """DARTS gradient of L(Σ_j softmax(α)_j o_j) (over ``subset`` only, zero elsewhere)."""
+    idx = list(range(len(ops))) if subset is None else subset
+    a = alpha.clone().requires_grad_(True)
+    p = a[idx].softmax(-1)
+    out = sum(p[k] * ops[j](x) for k, j in enumerate(idx))
+    (g,) = torch.autograd.grad(_quadratic(out, y), a)
+    return g
+
+
+def _proxyless_sample(
+    ops: list[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    mixing: ProxylessMixing,
+) -> tuple[torch.Tensor, int, tuple[int, ...]]:
+    a = alpha.clone().requires_grad_(True)
+    mix = mixing(a[None])
+    lazy = None if mix.lazy is None else mix.lazy[0]
+    act = None if mix.active is None else mix.active[0]
+    out = mix_ops(ops, x, mix.weights[0], act, lazy)
+    (g,) = torch.autograd.grad(_quadratic(out, y), a)
+    chosen = int(mix.weights[0].argmax())
+    pair = () if mix.pair is None else tuple(sorted(mix.pair[0].tolist()))
+    return g, chosen, pair
+
+
+def test_one_path_estimator_is_unbiased_for_relaxed_gradient() -> None:
+    ops, x, y, alpha = _edge(4)
+    mixing = ProxylessMixing("one", generator=torch.Generator().manual_seed(0))
+    n = 1200
+    grads, counts, per_choice = [], torch.zeros(4), {}
+    for _ in range(n):
+        g, c, _ = _proxyless_sample(ops, x, y, alpha, mixing)
+        grads.append(g)
+        counts[c] += 1
+        per_choice[c] = g
+    truth = _relaxed_grad(ops, x, y, alpha)
+    p = alpha.softmax(-1)
+    # exact expectation: the estimator is a deterministic function of the sampled path
+    assert len(per_choice) == 4
+    exact = sum(p[c] * per_choice[c] for c in range(4))
+    assert torch.allclose(exact, truth, atol=1e-10)
+    # statistical: the Monte-Carlo mean lies within 5 standard errors of the relaxed gradient
+    g = torch.stack(grads)
+    se = g.std(0) / math.sqrt(n)
+    assert bool(((g.mean(0) - truth).abs() <= 5 * se + 1e-9).all())
+    # the sampler draws path j with probability p_j (binomial 5-sigma band)
+    freq = counts / n
+    assert bool(((freq - p.float()).abs() <= 5 * (p.float() * (1 - p.float()) / n).sqrt()).all())
+
+
+def test_estimator_without_lazy_paths_is_biased() -> None:
+    """The check above can fail: dropping ∂L/∂g_j of the inactive paths breaks unbiasedness."""
+    ops, x, y, alpha = _edge(4)
+    p = alpha.softmax(-1)
+    exact = torch.zeros(4, dtype=torch.float64)
+    for c in range(4):
+        a = alpha.clone().requires_grad_(True)
+        q = a.softmax(-1)
+        gates = F.one_hot(torch.tensor(c), 4).double() + (q - q.detach())
+        out = mix_ops(ops, x, gates, torch.tensor([c]), None)
+        (g,) = torch.autograd.grad(_quadratic(out, y), a)
+        exact += p[c] * g
+    assert not torch.allclose(exact, _relaxed_grad(ops, x, y, alpha), atol=1e-3)
+
+
+def test_two_path_estimator_is_unbiased_given_the_pair() -> None:
+    ops, x, y, alpha = _edge(3)
+    mixing = ProxylessMixing("two", generator=torch.Generator().manual_seed(1))
+    n = 900
+    by_pair: dict[tuple[int, ...], list[torch.Tensor]] = defaultdict(list)
+    choice: dict[tuple[int, ...], dict[int, torch.Tensor]] = defaultdict(dict)
+    chosen_count: dict[tuple[int, ...], torch.Tensor] = defaultdict(lambda: torch.zeros(3))
+    for _ in range(n):
+        g, c, pair = _proxyless_sample(ops, x, y, alpha, mixing)
+        by_pair[pair].append(g)
+        choice[pair][c] = g
+        chosen_count[pair][c] += 1
+    p = alpha.softmax(-1)
+    assert set(by_pair) == {(0, 1), (0, 2), (1, 2)}
+    for pair, gs in by_pair.items():
+        a, b = pair
+        truth = _relaxed_grad(ops, x, y, alpha, list(pair))
+        q = alpha[list(pair)].softmax(-1)
+        exact = q[0] * choice[pair][a] + q[1] * choice[pair][b]
+        assert torch.allclose(exact, truth, atol=1e-10)
+        other = ({0, 1, 2} - set(pair)).pop()
+        assert all(float(g[other]) == 0.0 for g in gs)
+        g = torch.stack(gs)
+        se = g.std(0) / math.sqrt(len(gs))
+        assert bool(((g.mean(0) - truth).abs() <= 5 * se + 1e-9).all())
+        # the pair is drawn without replacement from p: P{a,b} = p_a p_b (1/(1-p_a) + 1/(1-p_b))
+        pab = float(p[a] * p[b] * (1 / (1 - p[a]) + 1 / (1 - p[b])))
+        assert abs(len(gs) / n - pab) <= 5 * math.sqrt(pab * (1 - pab) / n)
+
+
+@pytest.mark.parametrize("mode", ["one", "two"])
+def test_lazy_recomputation_gives_the_same_gradient(mode: str) -> None:
+    torch.manual_seed(0)
+    base = ChainSupernet(stages=((4, 2, 1),))
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    grads, stats = [], []
+    for lazy in (True, False):
+        net = ChainSupernet(stages=((4, 2, 1),))
+        net.load_state_dict(base.state_dict())
+        net.mixing = ProxylessMixing(mode, lazy, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+        mix = net.mixing(net.alpha)
+        loss = F.cross_entropy(net(x, mix), y)
+        (g,) = torch.autograd.grad(loss, net.alpha)
+        grads.append(g)
+        if lazy:
+            active = {int(i) for i in mix.active[0].tolist()}
+            lazy_ops = [int(j) for j in mix.lazy[0].tolist()]
+            assert not active & set(lazy_ops)
+            # lazy recomputation leaves BatchNorm statistics of lazy ops untouched
+            bn = [
+                m
+                for m in net.body.layers[0].ops[lazy_ops[0]].modules()
+                if isinstance(m, nn.BatchNorm2d)
+            ]
+            stats.append(all(float(b.running_mean.abs().sum()) == 0.0 for b in bn))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert stats == [True]
+
+
+def _saved_bytes(ops: tuple[str, ...], mixing: object, seed: int) -> int:
+    torch.manual_seed(seed)
+    net = ChainSupernet(stem_channels=4, stages=((4, 3, 1),), ops=ops)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    with SavedTensorMeter(exclude=[*net.parameters(), x]) as meter:
+        loss = F.cross_entropy(net(x, mixing(net.alpha)), y)  # type: ignore[operator]
+        loss.backward()
+    return meter.peak_bytes
+
+
+def test_memory_flat_in_number_of_candidates() -> None:
+    few = ("mb_k3_e6", "mb_k5_e6")
+    many = ("mb_k3_e6", "mb_k5_e6", "mb_k7_e6", "mb_k9_e6", "mb_k11_e6", "mb_k13_e6")
+    prox = [
+        _saved_bytes(o, ProxylessMixing("one", generator=torch.Generator().manual_seed(0)), 0)
+        for o in (few, many)
+    ]
+    two = [
+        _saved_bytes(o, ProxylessMixing("two", generator=torch.Generator().manual_seed(0)), 0)
+        for o in (few, many)
+    ]
+    soft = [_saved_bytes(o, lambda a: a.softmax(-1), 0) for o in (few, many)]
+    assert prox[1] / prox[0] <= 1.05
+    assert two[1] / two[0] <= 1.05
+    assert soft[1] / soft[0] >= 2.5  # 3x more candidates, each storing its own activations
+    assert prox[1] * 4 < soft[1]
+
+
+def test_rescale_two_path_keeps_unsampled_probabilities() -> None:
+    g = torch.Generator().manual_seed(0)
+    old = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    pair = torch.stack([torch.randperm(6, generator=g)[:2] for _ in range(5)])
+    new = old.clone()
+    new.scatter_add_(-1, pair, torch.randn(5, 2, generator=g, dtype=torch.float64))
+    before, updated = old.softmax(-1), new.clone()
+    rescale_two_path_(updated, old, pair)
+    after = updated.softmax(-1)
+    mask = torch.ones_like(old, dtype=torch.bool).scatter_(-1, pair, False)
+    assert torch.allclose(after[mask], before[mask], atol=1e-12)
+    assert torch.allclose(after.gather(-1, pair).sum(-1), before.gather(-1, pair).sum(-1))
+    # within the pair, the update's preference is kept
+    assert torch.allclose(
+        (updated.gather(-1, pair)[:, 0] - updated.gather(-1, pair)[:, 1]),
+        (new.gather(-1, pair)[:, 0] - new.gather(-1, pair)[:, 1]),
+    )
+    with pytest.raises(ValueError, match="pair"):
+        rescale_two_path_(updated, old, pair[:, :1])
+
+
+def test_latency_loss_forms() -> None:
+    ce = torch.tensor(2.0, dtype=torch.float64)
+    lat = torch.tensor(400.0, dtype=torch.float64, requires_grad=True)
+    mul = latency_loss(ce, lat, 200.0, "mul#log", alpha=0.2, beta=0.6)
+    assert float(mul.detach()) == pytest.approx(0.2 * 2.0 * (math.log(400) / math.log(200)) ** 0.6)
+    at_target = latency_loss(ce, torch.tensor(200.0, dtype=torch.float64), 200.0, "mul#log")
+    assert float(at_target) == pytest.approx(0.2 * 2.0)
+    add = latency_loss(ce, lat, 200.0, "add#linear", lam=0.1)
+    assert float(add.detach()) == pytest.approx(2.0 + 0.1 * (400 - 200) / 200)
+    for loss in (mul, add):
+        (g,) = torch.autograd.grad(loss, lat)
+        assert float(g) > 0  # slower architectures cost more
+    with pytest.raises(ValueError, match="> 1"):
+        latency_loss(ce, lat, 1.0)
+    with pytest.raises(ValueError, match="kind"):
+        latency_loss(ce, lat, 200.0, "mul#linear")  # type: ignore[arg-type]
+
+
+def test_search_with_latency_loss_moves_towards_fast_ops() -> None:
+    torch.manual_seed(0)
+    net = ChainSupernet(stem_channels=4, stages=((4, 2, 1),), ops=("mb_k3_e3", "mb_k5_e6", "zero"))
+    table = LatencyTable(
+        {e: {"mb_k3_e3": 300.0, "mb_k5_e6": 3000.0, "zero": 5.0} for e in net.edge_names()}
+    )
+    strat = ProxylessNAS(
+        net,
+        latency_table=table,
+        target_latency=50.0,
+        loss_kind="add#linear",
+        loss_params={"lam": 1.0},
+        arch_lr=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    start = float(strat.expected_latency().detach())
+    for _ in range(15):
+        strat.step((x, y), (x, y))
+    assert float(strat.expected_latency().detach()) < 0.7 * start
+    with pytest.raises(ValueError, match="target_latency"):
+        ProxylessNAS(net, latency_table=table)
+
+
+def test_mixing_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        ProxylessMixing("three")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(E, N\)"):
+        ProxylessMixing()(torch.zeros(3))
+    with pytest.raises(ValueError, match="weights must have shape"):
+        mix_ops([nn.Identity()], torch.zeros(2), torch.ones(2))
