@@ -94,3 +94,86 @@ def test_bad_input() -> None:
         p.apply(torch.zeros(16, dtype=torch.long))
     with pytest.raises(ValueError, match="count"):
         ritz_rhs(p, 0)
+
+
+# ---- Darcy ---------------------------------------------------------------------------------
+
+
+def test_darcy_matrix_of_constant_coefficient_is_the_laplacian() -> None:
+    from torchloom.operator.data import darcy_matrix
+
+    n = 7
+    h2 = 1.0 / (n + 1) ** 2
+    diff = darcy_matrix(np.full((n, n), 2.5)) - 2.5 * poisson_2d(n).matrix / h2
+    assert abs(diff).max() < 1e-9
+
+
+def test_darcy_solver_converges_to_the_analytic_solution_at_second_order() -> None:
+    from torchloom.operator.data import darcy_solve
+
+    errs = []
+    for n in (15, 31):
+        x = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+        exact = torch.sin(np.pi * x)[:, None] * torch.sin(np.pi * x)[None, :]
+        u = darcy_solve(torch.ones(n, n), 2 * np.pi**2 * exact)
+        errs.append(float((u - exact).abs().max()))
+    assert errs[1] < 3e-3
+    assert errs[0] / errs[1] > 3.5  # O(h²)
+
+
+def test_darcy_samples_solve_their_systems() -> None:
+    from torchloom.operator.data import darcy_2d, darcy_matrix
+
+    g = torch.Generator().manual_seed(0)
+    for kind in ("threshold", "piecewise"):
+        d = darcy_2d(3, 15, kind=kind, generator=g)
+        assert d.a.shape == d.u.shape == (3, 15, 15) and d.n == 15
+        assert float(d.a.min()) >= 3.0 and float(d.a.max()) <= 12.0
+        for a, u in zip(d.a, d.u):
+            r = darcy_matrix(a) @ u.reshape(-1).numpy() - d.f.reshape(-1).numpy()
+            assert np.abs(r).max() < 1e-8
+            assert float(u.min()) > 0  # maximum principle: f = 1 > 0 gives u > 0 inside
+    pw = darcy_2d(2, 15, kind="piecewise", blocks=3, generator=g).a
+    assert all(len(torch.unique(p)) <= 9 for p in pw)
+    with pytest.raises(ValueError, match="kind"):
+        darcy_2d(1, 7, kind="smooth")
+
+
+# ---- ODE families ----------------------------------------------------------------------------
+
+
+def test_ode_dataset_matches_analytic_solutions_and_equations() -> None:
+    import sympy
+
+    from torchloom.operator.data import ODE_FAMILIES, ode_dataset
+
+    decay, rotation = ODE_FAMILIES[0], ODE_FAMILIES[1]
+    d = ode_dataset(6, families=(decay, rotation), generator=torch.Generator().manual_seed(0))
+    t = d.t.double()
+    for i in range(6):
+        x0 = d.x[i, 0].double()
+        c = d.params[i]
+        if int(d.family[i]) == 0:
+            want = torch.stack([x0[0] * torch.exp(-c[0] * t), x0[1] * torch.exp(-c[1] * t)], 1)
+        else:
+            w = c[0] * t
+            want = torch.stack(
+                [
+                    x0[0] * torch.cos(w) + x0[1] * torch.sin(w),
+                    x0[1] * torch.cos(w) - x0[0] * torch.sin(w),
+                ],
+                1,
+            )
+        torch.testing.assert_close(d.x[i].double(), want, atol=2e-5, rtol=1e-4)
+    # every family: the stored equation is the vector field of the stored trajectory
+    full = ode_dataset(14, t_end=1.0, generator=torch.Generator().manual_seed(1))
+    xs = sympy.symbols("x0 x1")
+    dt = float(full.t[1] - full.t[0])
+    for i in range(14):
+        f = sympy.lambdify([xs], list(full.equations[i]))
+        traj = full.x[i].double().numpy()
+        deriv = (traj[2:] - traj[:-2]) / (2 * dt)
+        field = np.array([np.broadcast_to(f(s), (2,)) for s in traj[1:-1]], dtype=float)
+        np.testing.assert_allclose(deriv, field, atol=5e-3 * (1 + np.abs(field).max()))
+        consts = [float(a) for a in sympy.preorder_traversal(full.equations[i][0]) if a.is_Float]
+        assert all(float(f"{v:.2e}") == v for v in consts)  # 3 significant digits
