@@ -50,16 +50,25 @@ from torchloom.operator.mgno import (
     classical_vcycle_weights as classical_vcycle_weights,
     mg_levels_ok as mg_levels_ok,
 )
+from torchloom.operator.prose import (
+    PROSE as PROSE,
+    ExprTokenizer as ExprTokenizer,
+    corrupt_terms as corrupt_terms,
+    prose_loss as prose_loss,
+    skeleton as skeleton,
+)
 
 __version__ = _version("torchloom-operator")
 
 __all__: list[str] = [
     "DGNO",
     "ODE_FAMILIES",
+    "PROSE",
     "DCDMNet",
     "DCDMResult",
     "DarcyData",
     "DeepONet",
+    "ExprTokenizer",
     "FNO2d",
     "MgNO",
     "MultiONet",
@@ -72,6 +81,7 @@ __all__: list[str] = [
     "__version__",
     "ball_quadrature",
     "classical_vcycle_weights",
+    "corrupt_terms",
     "darcy_2d",
     "darcy_matrix",
     "darcy_solve",
@@ -89,7 +99,9 @@ __all__: list[str] = [
     "net_direction",
     "ode_dataset",
     "poisson_2d",
+    "prose_loss",
     "ritz_rhs",
+    "skeleton",
     "train_dcdm",
     "wendland",
     "wendland_order",

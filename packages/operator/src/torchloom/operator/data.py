@@ -393,6 +393,12 @@ def _rk4(
     return torch.from_numpy(np.stack(traj, axis=1))
 
 
+def _float3(a: Any) -> Any:
+    import sympy
+
+    return sympy.Float(str(_round_sig(float(a))))
+
+
 def _round_sig(v: float, digits: int = 3) -> float:
     return float(f"{v:.{digits - 1}e}")
 
@@ -448,7 +454,15 @@ def ode_dataset(
         rhs = sympy.lambdify([xs, cs], tmpl, modules="numpy")
         for j, i in enumerate(sel.tolist()):
             sub = {c: sympy.Float(str(float(v))) for c, v in zip(cs, vals[j].tolist())}
-            equations[i] = (tmpl[0].xreplace(sub), tmpl[1].xreplace(sub))
+            eqs = [e.xreplace(sub) for e in tmpl]
+            # constants that sympy folded (e.g. −c1·x0 − x0) are rounded back to 3 digits
+            eqs = [
+                e.xreplace(
+                    {a: sympy.Float(str(_round_sig(float(a)))) for a in e.atoms(sympy.Float)}
+                )
+                for e in eqs
+            ]
+            equations[i] = (eqs[0], eqs[1])
 
         out[sel] = _rk4(rhs, vals.numpy().T, x0[sel].numpy(), float(t[1] - t[0]), n_times, substeps)
     return ODEData(t=t.float(), x=out.float(), family=fam, params=params, equations=equations)
