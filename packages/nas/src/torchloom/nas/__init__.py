@@ -3,6 +3,16 @@ framework."""
 
 from importlib.metadata import version as _version
 
+from torchloom.nas.blocks import (
+    PROXYLESS_OPS,
+    ChainNet,
+    ChainSupernet,
+    MBConv,
+    MixedLayer,
+    build_chain,
+    mbconv_ops,
+)
+from torchloom.nas.darts import DARTS, darts_hypergradient
 from torchloom.nas.genotype import (
     DiscreteCell,
     DiscreteNetwork,
@@ -11,6 +21,28 @@ from torchloom.nas.genotype import (
     derive_cell,
     derive_genotype,
     plot_cell,
+)
+from torchloom.nas.latency import (
+    LatencyTable,
+    arch_latency_matrices,
+    expected_latency,
+    measure_latency_table,
+)
+from torchloom.nas.proxyless import (
+    PathSample,
+    ProxylessMixing,
+    ProxylessNAS,
+    latency_loss,
+    mix_ops,
+    rescale_two_path_,
+)
+from torchloom.nas.search import (
+    GradientStrategy,
+    SearchResult,
+    Strategy,
+    evaluate,
+    search,
+    train_network,
 )
 from torchloom.nas.space import (
     PRIMITIVES,
@@ -40,79 +72,59 @@ from torchloom.nas.supernet import Supernet
 __version__ = _version("torchloom-nas")
 
 __all__: list[str] = [
+    "DARTS",
     "PRIMITIVES",
+    "PROXYLESS_OPS",
     "BinaryPathMixing",
+    "ChainNet",
+    "ChainSupernet",
     "DilConv",
     "DiscreteCell",
     "DiscreteNetwork",
     "FactorizedReduce",
     "Genotype",
+    "GradientStrategy",
     "GumbelMixing",
-    "MaxWMixing",
-    "MixedEdge",
-    "MixingRule",
-    "Mixture",
-    "ReLUConvBN",
-    "SearchCell",
-    "SepConv",
-    "SharpSepConv",
-    "SoftmaxMixing",
-    "Supernet",
-    "Zero",
-    "__version__",
-    "available_ops",
-    "build_from_supernet",
-    "cell_edges",
-    "derive_cell",
-    "derive_genotype",
-    "make_op",
-    "max_w_coefficients",
-    "num_edges",
-    "plot_cell",
-    "register_op",
-]
-
-# --- hardware/memory-aware search: latency tables, chain space, ProxylessNAS --------------
-from torchloom.nas.blocks import (
-    PROXYLESS_OPS,
-    ChainNet,
-    ChainSupernet,
-    MBConv,
-    MixedLayer,
-    build_chain,
-    mbconv_ops,
-)
-from torchloom.nas.latency import (
-    LatencyTable,
-    arch_latency_matrices,
-    expected_latency,
-    measure_latency_table,
-)
-from torchloom.nas.proxyless import (
-    PathSample,
-    ProxylessMixing,
-    ProxylessNAS,
-    latency_loss,
-    mix_ops,
-    rescale_two_path_,
-)
-
-__all__ += [
-    "PROXYLESS_OPS",
-    "ChainNet",
-    "ChainSupernet",
     "LatencyTable",
     "MBConv",
+    "MaxWMixing",
+    "MixedEdge",
     "MixedLayer",
+    "MixingRule",
+    "Mixture",
     "PathSample",
     "ProxylessMixing",
     "ProxylessNAS",
+    "ReLUConvBN",
+    "SearchCell",
+    "SearchResult",
+    "SepConv",
+    "SharpSepConv",
+    "SoftmaxMixing",
+    "Strategy",
+    "Supernet",
+    "Zero",
+    "__version__",
     "arch_latency_matrices",
+    "available_ops",
     "build_chain",
+    "build_from_supernet",
+    "cell_edges",
+    "darts_hypergradient",
+    "derive_cell",
+    "derive_genotype",
+    "evaluate",
     "expected_latency",
     "latency_loss",
+    "make_op",
+    "max_w_coefficients",
     "mbconv_ops",
     "measure_latency_table",
     "mix_ops",
+    "num_edges",
+    "plot_cell",
+    "register_op",
     "rescale_two_path_",
+    "search",
+    "train_network",
 ]
