@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchloom.core.memory import SavedTensorMeter
-from torchloom.nas.blocks import ChainSupernet
+from torchloom.nas.blocks import ChainSupernet, search_chain
 from torchloom.nas.latency import LatencyTable
 from torchloom.nas.proxyless import (
     ProxylessMixing,
@@ -20,6 +20,8 @@ from torchloom.nas.proxyless import (
     mix_ops,
     rescale_two_path_,
 )
+from torchloom.nas.search import search
+from torchloom.nas.supernet import Supernet
 
 D = 6
 
@@ -237,28 +239,45 @@ def test_latency_loss_forms() -> None:
         latency_loss(ce, lat, 200.0, "mul#linear")  # type: ignore[arg-type]
 
 
-def test_search_with_latency_loss_moves_towards_fast_ops() -> None:
+@pytest.mark.parametrize("mode", ["one", "two"])
+def test_search_with_latency_loss_moves_towards_fast_ops(mode: str) -> None:
     torch.manual_seed(0)
-    net = ChainSupernet(stem_channels=4, stages=((4, 2, 1),), ops=("mb_k3_e3", "mb_k5_e6", "zero"))
+    ops = ("mb_k3_e3", "mb_k5_e6", "zero")
+    net = ChainSupernet(stem_channels=4, stages=((4, 2, 1),), ops=ops)
     table = LatencyTable(
         {e: {"mb_k3_e3": 300.0, "mb_k5_e6": 3000.0, "zero": 5.0} for e in net.edge_names()}
     )
     strat = ProxylessNAS(
-        net,
+        mode=mode,  # type: ignore[arg-type]
         latency_table=table,
         target_latency=50.0,
         loss_kind="add#linear",
         loss_params={"lam": 1.0},
-        arch_lr=0.05,
+        a_lr=0.05,
         generator=torch.Generator().manual_seed(0),
     )
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    start = float(strat.expected_latency().detach())
-    for _ in range(15):
-        strat.step((x, y), (x, y))
-    assert float(strat.expected_latency().detach()) < 0.7 * start
+    batches = [(x, y)] * 15
+    start = float(strat.expected_latency(net).detach())
+    choice, history = search_chain(strat, net, batches, batches, 1)
+    assert float(strat.expected_latency(net).detach()) < 0.7 * start
+    assert len(choice) == 2 and set(choice) <= set(ops)
+    assert {"arch_loss", "latency", "train_loss"} <= set(history[0])
     with pytest.raises(ValueError, match="target_latency"):
-        ProxylessNAS(net, latency_table=table)
+        ProxylessNAS(latency_table=table)
+
+
+def test_proxyless_on_darts_supernet() -> None:
+    """The same strategy drives the DARTS cell supernet through the shared search loop."""
+    torch.manual_seed(0)
+    net = Supernet(C=4, layers=3, steps=2, ops=("none", "skip_connect", "sep_conv_3x3"))
+    strat = ProxylessNAS(mode="two", lazy=False, generator=torch.Generator().manual_seed(0))
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    before = {k: a.detach().clone() for k, a in net.alphas().items()}
+    result = search(strat, net, [(x, y)] * 3, [(x, y)], 1)
+    assert result.genotype is not None
+    moved = [not torch.equal(before[k], a.detach()) for k, a in net.alphas().items()]
+    assert all(moved)
 
 
 def test_mixing_bad_inputs() -> None:

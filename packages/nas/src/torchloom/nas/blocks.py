@@ -18,7 +18,7 @@ weights.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ __all__ = [
     "build_chain",
     "make_chain_op",
     "mbconv_ops",
+    "search_chain",
 ]
 
 PROXYLESS_OPS: tuple[str, ...] = (
@@ -557,3 +558,60 @@ def build_chain(
             raise TypeError("unexpected layer types")  # pragma: no cover
         dst_layer.op.load_state_dict(src_layer.ops[supernet.op_names.index(name)].state_dict())
     return net
+
+
+def search_chain(
+    strategy: Any,
+    model: ChainSupernet,
+    train: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    val: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    *,
+    progress: Callable[..., Iterator[Any]] | None = None,
+) -> tuple[list[str], list[dict[str, float]]]:
+    """The search loop on the layer-wise space, with the :class:`~torchloom.nas.search.Strategy`
+    protocol (``setup``, ``on_epoch_start``, ``step``, ``on_epoch_end``).
+
+    Each training batch is paired with the next validation batch (cycled). The DARTS
+    :func:`~torchloom.nas.search.search` (checkpoints, DDP) reads out a cell genotype, which a
+    chain has not; this loop reads out :meth:`ChainSupernet.derive`.
+
+    Args:
+        strategy: e.g. :class:`~torchloom.nas.proxyless.ProxylessNAS` or
+            :class:`~torchloom.nas.fbnet.FBNet`.
+        model: the chain supernet.
+        train: ``(x, y)`` training batches, iterated once per epoch.
+        val: ``(x, y)`` validation batches.
+        epochs: number of epochs.
+        progress: optional ``progress(iterable, total=..., description=...)`` wrapper.
+
+    Returns:
+        ``(choice, history)``: one op name per layer and one dict of mean metrics per epoch.
+    """
+    epochs = check_int(epochs, "epochs")
+    val_list = list(val)
+    if not val_list:
+        raise ValueError("val must hold at least one batch")
+    strategy.setup(model, epochs)
+    history: list[dict[str, float]] = []
+    k = 0
+    for epoch in range(epochs):
+        model.train()
+        strategy.on_epoch_start(model, epoch)
+        batches: Iterable[Any] = train
+        if progress is not None:
+            batches = progress(train, description=f"search {epoch + 1}/{epochs}")
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in batches:
+            metrics = strategy.step(model, batch, val_list[k % len(val_list)], epoch)
+            k += 1
+            count += 1
+            for name, v in metrics.items():
+                sums[name] = sums.get(name, 0.0) + float(v)
+        if count == 0:
+            raise ValueError("train must yield at least one batch per epoch")
+        row = {"epoch": float(epoch), **{n: v / count for n, v in sums.items()}}
+        row.update(strategy.on_epoch_end(model, epoch))
+        history.append(row)
+    return model.derive(), history

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from torchloom.core.checks import check_floating, check_positive
 from torchloom.core.relax import binary_gate, binary_gate_two_path
 from torchloom.nas.latency import LatencyTable, arch_latency_matrices
+from torchloom.nas.search import Batch, GradientStrategy
 from torchloom.nas.space import Mixture
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "ProxylessNAS",
     "latency_loss",
     "mix_ops",
+    "model_alphas",
     "rescale_two_path_",
 ]
 
@@ -307,33 +308,53 @@ def latency_loss(
     raise ValueError(f"kind must be 'mul#log' or 'add#linear', got {kind!r}")
 
 
-class ProxylessNAS:
-    """The ProxylessNAS search procedure on a supernet.
-
-    Alternates a weight step (one path per edge sampled from ``softmax(α)``, only that path
-    trained, on a training batch) and an architecture step (binary gates with the estimator,
-    optional expected-latency loss, on a validation batch; in two-path mode followed by
-    :func:`rescale_two_path_`).
+def model_alphas(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The architecture logits of a supernet by group (``model.alphas()``).
 
     Args:
-        model: a supernet with ``alphas()``, ``arch_parameters()``, ``weight_parameters()`` and
-            ``forward(x, weights)`` accepting a mapping of mixtures (the layer-wise
-            :class:`~torchloom.nas.blocks.ChainSupernet` or the DARTS
-            :class:`~torchloom.nas.supernet.Supernet`).
+        model: a DARTS :class:`~torchloom.nas.supernet.Supernet` or a layer-wise
+            :class:`~torchloom.nas.blocks.ChainSupernet`.
+
+    Returns:
+        ``{key: (E, N)}``.
+    """
+    fn = getattr(model, "alphas", None)
+    if not callable(fn):
+        raise TypeError(f"model must have alphas() (a supernet), got {type(model).__name__}")
+    out: dict[str, torch.Tensor] = dict(fn())
+    return out
+
+
+class ProxylessNAS(GradientStrategy):
+    """The ProxylessNAS search procedure (a :class:`~torchloom.nas.search.Strategy`).
+
+    Architecture step (validation batch): binary gates with the estimator, optionally the
+    expected-latency loss, Adam on ``α``; in two-path mode followed by
+    :func:`rescale_two_path_`. Weight step (training batch): one path per edge sampled from
+    ``softmax(α)``, only that path trained (SGD). Works on the DARTS
+    :class:`~torchloom.nas.supernet.Supernet` (with :func:`~torchloom.nas.search.search`) and
+    on the layer-wise :class:`~torchloom.nas.blocks.ChainSupernet`
+    (:func:`~torchloom.nas.blocks.search_chain`).
+
+    Args:
         mode: ``"one"`` or ``"two"`` paths.
-        lazy: recompute non-active paths in the backward (needs lazy-capable edges).
+        lazy: recompute non-active paths in the backward; needs edges that read
+            :attr:`PathSample.lazy` (:class:`~torchloom.nas.blocks.MixedLayer`); set False for
+            edges that only read ``active``.
         latency_table: per-op latencies; ``None`` searches for accuracy only.
         target_latency: the target ``T`` (µs) of :func:`latency_loss`.
         loss_kind: ``"mul#log"`` or ``"add#linear"``.
         loss_params: ``alpha``/``beta``/``lam`` of :func:`latency_loss`.
-        weight_lr: SGD (momentum 0.9) learning rate of the weights.
-        arch_lr: Adam learning rate of the architecture logits.
-        generator: source of randomness.
+        generator: source of randomness of the path sampling.
+        w_lr: SGD learning rate of the weights (cosine-annealed).
+        a_lr: Adam learning rate of the architecture (reference code: 6e-3).
+        a_betas: Adam betas (reference code: ``(0, 0.999)``).
+        a_weight_decay: architecture weight decay.
+        kwargs: the remaining :class:`~torchloom.nas.search.GradientStrategy` options.
     """
 
     def __init__(
         self,
-        model: nn.Module,
         *,
         mode: Literal["one", "two"] = "one",
         lazy: bool = True,
@@ -341,129 +362,126 @@ class ProxylessNAS:
         target_latency: float | None = None,
         loss_kind: Literal["mul#log", "add#linear"] = "mul#log",
         loss_params: Mapping[str, float] | None = None,
-        weight_lr: float = 0.05,
-        arch_lr: float = 6e-3,
         generator: torch.Generator | None = None,
+        w_lr: float = 0.05,
+        a_lr: float = 6e-3,
+        a_betas: tuple[float, float] = (0.0, 0.999),
+        a_weight_decay: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        self.model = model
+        super().__init__(
+            w_lr=w_lr, a_lr=a_lr, a_betas=a_betas, a_weight_decay=a_weight_decay, **kwargs
+        )
         self.mixing = ProxylessMixing(mode, lazy, generator)
-        self.table = latency_table
         if latency_table is not None and target_latency is None:
             raise ValueError("target_latency is required with a latency_table")
+        self.table = latency_table
         self.target = target_latency
-        self.loss_kind = loss_kind
+        if loss_kind not in ("mul#log", "add#linear"):
+            raise ValueError(f"loss_kind must be 'mul#log' or 'add#linear', got {loss_kind!r}")
+        self.loss_kind: Literal["mul#log", "add#linear"] = loss_kind
         self.loss_params = dict(loss_params or {})
-        self._lat = (
-            arch_latency_matrices(model, latency_table) if latency_table is not None else None
-        )
-        arch = list(model.arch_parameters())  # type: ignore[operator]
-        self.w_opt = torch.optim.SGD(
-            list(model.weight_parameters()),  # type: ignore[operator]
-            lr=weight_lr,
-            momentum=0.9,
-            weight_decay=3e-4,
-        )
-        self.a_opt = torch.optim.Adam(arch, lr=arch_lr, betas=(0.0, 0.999), eps=1e-8)
+        self._lat: dict[str, torch.Tensor] | None = None
 
-    def _alphas(self) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = self.model.alphas()  # type: ignore[operator]
-        return out
+    def setup(self, model: Any, epochs: int) -> None:
+        """Create the optimisers and the latency matrices of ``model``.
 
-    def expected_latency(self) -> torch.Tensor:
+        Args:
+            model: the supernet.
+            epochs: length of the run.
+        """
+        super().setup(model, epochs)
+        if self.table is not None:
+            self._lat = arch_latency_matrices(model, self.table)
+
+    def expected_latency(self, model: Any) -> torch.Tensor:
         """``E[LAT] = Σ_layers Σ_j softmax(α)_j · LAT_j`` (µs), differentiable in ``α``.
+
+        Args:
+            model: the supernet (after :meth:`setup`).
 
         Returns:
             Scalar tensor.
         """
-        if self._lat is None:
+        if self.table is None:
             raise ValueError("expected_latency needs a latency_table")
-        total = None
-        for key, a in self._alphas().items():
-            term = (a.softmax(-1) * self._lat[key].to(a)).sum()
-            total = term if total is None else total + term
-        if total is None:
-            raise ValueError("model has no architecture parameters")
+        if self._lat is None:
+            self._lat = arch_latency_matrices(model, self.table)
+        total = torch.zeros(())
+        for key, a in model_alphas(model).items():
+            total = total.to(a) + (a.softmax(-1) * self._lat[key].to(a)).sum()
         return total
 
-    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One SGD step on the weights of sampled paths.
+    def weight_loss(self, model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the network with one path per edge sampled from ``softmax(α)``.
 
         Args:
-            x: ``(B, *)`` training inputs.
-            y: ``(B,)`` labels.
+            model: the supernet.
+            batch: ``(x, y)``.
 
         Returns:
-            The training loss.
+            ``(loss, logits)``.
         """
-        self.model.train()
-        mix = {k: self.mixing.sample(a) for k, a in self._alphas().items()}
-        loss = F.cross_entropy(self.model(x, mix), y)
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(list(self.model.weight_parameters()), 5.0)  # type: ignore[operator]
-        self.w_opt.step()
-        return float(loss.detach())
+        x, y = batch
+        mix = {k: self.mixing.sample(a) for k, a in model_alphas(model).items()}
+        logits = model(x, mix)
+        return self.criterion(logits, y), logits
 
-    def arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def arch_loss(self, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, PathSample]]:
         """The architecture loss on a batch with freshly sampled binary gates.
 
         Args:
-            x: ``(B, *)`` validation inputs.
-            y: ``(B,)`` labels.
+            model: the supernet.
+            batch: ``(x, y)`` validation batch.
 
         Returns:
             ``(loss, mixtures)``; the mixtures hold the sampled pairs for two-path rescaling.
         """
-        mix = {k: self.mixing(a) for k, a in self._alphas().items()}
-        loss = F.cross_entropy(self.model(x, mix), y)
+        x, y = batch
+        mix = {k: self.mixing(a) for k, a in model_alphas(model).items()}
+        loss = self.criterion(model(x, mix), y)
         if self.table is not None and self.target is not None:
             loss = latency_loss(
-                loss, self.expected_latency(), self.target, self.loss_kind, **self.loss_params
+                loss, self.expected_latency(model), self.target, self.loss_kind, **self.loss_params
             )
         return loss, mix
 
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One Adam step on the architecture logits.
+    def arch_step(self, model: Any, train: Batch, val: Batch) -> dict[str, float]:
+        """One Adam step on the architecture logits (validation batch).
 
         Args:
-            x: ``(B, *)`` validation inputs.
-            y: ``(B,)`` labels.
+            model: the supernet.
+            train: a training batch (unused).
+            val: a validation batch.
 
         Returns:
-            The architecture loss.
+            ``{"arch_loss"}`` (and ``"latency"`` with a table).
         """
-        self.model.train()
-        alphas = self._alphas()
+        alphas = model_alphas(model)
         old = {k: a.detach().clone() for k, a in alphas.items()}
-        loss, mix = self.arch_loss(x, y)
-        self.a_opt.zero_grad(set_to_none=True)
+        loss, mix = self.arch_loss(model, val)
+        opt = self._a_opt()
+        opt.zero_grad(set_to_none=True)
         loss.backward(inputs=list(alphas.values()))
-        self.a_opt.step()
+        self.sync(alphas.values())
+        opt.step()
         if self.mixing.mode == "two":
             for k, a in alphas.items():
                 pair = mix[k].pair
                 if pair is not None:
                     rescale_two_path_(a, old[k], pair)
-        return float(loss.detach())
+        out = {"arch_loss": float(loss.detach())}
+        if self.table is not None:
+            out["latency"] = float(self.expected_latency(model).detach())
+        return out
 
-    def step(
-        self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor]
-    ) -> dict[str, float]:
-        """A weight step on ``train`` then an architecture step on ``val``.
+    def probabilities(self, model: Any) -> dict[str, torch.Tensor]:
+        """``softmax(α)`` per architecture-parameter group.
 
         Args:
-            train: ``(x, y)`` training batch.
-            val: ``(x, y)`` validation batch.
-
-        Returns:
-            ``{"train_loss", "arch_loss"}``.
-        """
-        return {"train_loss": self.weight_step(*train), "arch_loss": self.arch_step(*val)}
-
-    def probabilities(self) -> dict[str, torch.Tensor]:
-        """``softmax(α)`` per architecture-parameter group.
+            model: the supernet.
 
         Returns:
             ``{key: (E, N)}``.
         """
-        return {k: a.detach().softmax(-1) for k, a in self._alphas().items()}
+        return {k: a.detach().softmax(-1) for k, a in model_alphas(model).items()}
