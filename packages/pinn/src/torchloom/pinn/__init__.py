@@ -3,6 +3,13 @@ laws."""
 
 from importlib.metadata import version as _version
 
+from torchloom.pinn.flame import (
+    FlameConfig as FlameConfig,
+    FlamePINN as FlamePINN,
+    FlameSolution as FlameSolution,
+    flame_closures as flame_closures,
+    reference_flame as reference_flame,
+)
 from torchloom.pinn.residual import (
     MLP as MLP,
     NonFiniteLossError as NonFiniteLossError,
@@ -24,14 +31,19 @@ __version__ = _version("torchloom-pinn")
 
 __all__: list[str] = [
     "MLP",
+    "FlameConfig",
+    "FlamePINN",
+    "FlameSolution",
     "NonFiniteLossError",
     "TrainHistory",
     "__version__",
+    "flame_closures",
     "gradient",
     "hammersley",
     "hard_dirichlet",
     "laplacian",
     "partial",
+    "reference_flame",
     "sample_boundary",
     "sample_box",
     "soft_boundary_loss",
