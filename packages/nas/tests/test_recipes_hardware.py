@@ -1,0 +1,27 @@
+"""The hardware-aware recipes (ProxylessNAS memory, FBNet, DASS) run in quick mode and hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from torchloom.core.testing import assert_recipe_holds
+from torchloom.nas.recipes import hardware
+
+
+def test_proxyless_memory_quick(tmp_path: Path) -> None:
+    res = assert_recipe_holds(hardware.proxyless_memory, tmp_path)
+    assert len(res.tables["saved_bytes"]) == 4
+
+
+@pytest.mark.slow
+def test_fbnet_quick(tmp_path: Path) -> None:
+    res = assert_recipe_holds(hardware.fbnet, tmp_path)
+    assert 0.0 <= res.metrics["fbnet_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_dass_quick(tmp_path: Path) -> None:
+    res = assert_recipe_holds(hardware.dass, tmp_path)
+    assert res.metrics["dass_sparsity"] == pytest.approx(0.9, abs=0.02)
