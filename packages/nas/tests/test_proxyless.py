@@ -278,6 +278,8 @@ def test_proxyless_on_darts_supernet() -> None:
     assert result.genotype is not None
     moved = [not torch.equal(before[k], a.detach()) for k, a in net.alphas().items()]
     assert all(moved)
+    with pytest.raises(ValueError, match="lazy=False"):
+        ProxylessNAS(lazy=True).setup(net, 1)
 
 
 def test_mixing_bad_inputs() -> None:

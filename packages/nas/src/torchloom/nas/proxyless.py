@@ -44,7 +44,7 @@ from torchloom.core.checks import check_floating, check_positive
 from torchloom.core.relax import binary_gate, binary_gate_two_path
 from torchloom.nas.latency import LatencyTable, arch_latency_matrices
 from torchloom.nas.search import Batch, GradientStrategy
-from torchloom.nas.space import Mixture
+from torchloom.nas.space import MixedEdge, Mixture
 
 __all__ = [
     "PathSample",
@@ -390,6 +390,12 @@ class ProxylessNAS(GradientStrategy):
             model: the supernet.
             epochs: length of the run.
         """
+        if self.mixing.lazy and any(isinstance(m, MixedEdge) for m in model.modules()):
+            raise ValueError(
+                "lazy=True needs edges that recompute the non-active paths (PathSample.lazy), "
+                "which the DARTS MixedEdge does not; use ProxylessNAS(lazy=False) on a DARTS "
+                "Supernet (every path entering the estimator is then evaluated)"
+            )
         super().setup(model, epochs)
         if self.table is not None:
             self._lat = arch_latency_matrices(model, self.table)
