@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -10,10 +11,24 @@ import torch
 
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.pinn.flame import FlameConfig, FlamePINN, reference_flame
-from torchloom.pinn.residual import train_pinn
+from torchloom.pinn.moe import (
+    HardConstraintMoE,
+    ReactionDiffusion,
+    reaction_diffusion_reference,
+    relative_l2,
+)
+from torchloom.pinn.nclaw import (
+    MPM2D,
+    ElasticLaw,
+    MLPStress,
+    MPMState,
+    lame,
+    neo_hookean_stress,
+)
+from torchloom.pinn.residual import MLP, partial, train_pinn
 from torchloom.pinn.sampling import sample_box
 
-__all__: list[str] = ["flame"]
+__all__: list[str] = ["flame", "moe", "nclaw"]
 
 
 def _plt() -> Any:
@@ -149,3 +164,326 @@ def flame(ctx: RunContext) -> Result:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return Result(metrics=metrics, figures=[ctx.savefig(fig, "flame.png")])
+
+
+# --------------------------------------------------------------------------------------------
+# NCLaw (paper 17)
+# --------------------------------------------------------------------------------------------
+
+
+def _grid_shape(center: tuple[float, float], size: tuple[float, float], n: int) -> torch.Tensor:
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    X, Y = torch.meshgrid(u, u, indexing="ij")
+    return torch.stack(
+        [center[0] + size[0] * (X.ravel() - 0.5), center[1] + size[1] * (Y.ravel() - 0.5)], 1
+    )
+
+
+def _nclaw_scenarios() -> dict[str, MPMState]:
+    """Training block and two unseen shapes / initial conditions."""
+    train_x = _grid_shape((0.4, 0.3), (0.2, 0.2), 16)
+    train_v = torch.tensor([1.0, -2.0], dtype=torch.float64).expand_as(train_x).clone()
+    disk = _grid_shape((0.5, 0.5), (0.24, 0.24), 20)
+    disk = disk[((disk - 0.5) ** 2).sum(1) < 0.12**2]
+    r = disk - 0.5
+    spin = 8.0 * torch.stack([-r[:, 1], r[:, 0]], 1) + torch.tensor(
+        [-0.5, -1.0], dtype=torch.float64
+    )
+    bar = _grid_shape((0.35, 0.3), (0.36, 0.1), 24)
+    bar = bar[torch.arange(bar.shape[0]) % 3 != 0]  # a thinner, non-square particle layout
+    bar_v = torch.tensor([-2.0, -1.0], dtype=torch.float64).expand_as(bar).clone()
+    return {
+        "train_block": MPMState.at_rest(train_x, train_v),
+        "test_spinning_disk": MPMState.at_rest(disk, spin),
+        "test_bar_wall_hit": MPMState.at_rest(bar, bar_v),
+    }
+
+
+def _rollout_error(
+    sim: MPM2D, truth: list[MPMState], law: Any
+) -> tuple[list[float], list[MPMState], bool]:
+    """Mean particle distance to the truth per step (a diverged rollout keeps its last error)."""
+    errs: list[float] = []
+    states = [truth[0]]
+    s = truth[0]
+    diverged = False
+    with torch.no_grad():
+        for k in range(1, len(truth)):
+            try:
+                s = sim.step(s, law)
+            except ValueError:
+                diverged = True
+            if diverged or not bool(torch.isfinite(s.x).all()):
+                diverged = True
+                errs.append(errs[-1] if errs else 0.0)
+                continue
+            states.append(s)
+            # positions clamped to the unit square: a particle flung out of the box is at most
+            # as wrong as the box is large (keeps one exploding baseline from dominating)
+            errs.append(float((s.x.clamp(0, 1) - truth[k].x).norm(dim=1).mean()))
+    return errs, states, diverged
+
+
+@recipe(
+    name="pinn.nclaw",
+    papers=(17,),
+    claims=(
+        Claim(
+            "baseline_over_nclaw_test_error",
+            ">=",
+            10.0,
+            paper="trained on one trajectory, NCLaw's rollout error on unseen shapes and initial "
+            "conditions is ≥10× lower than an unconstrained MLP-stress baseline",
+            quick=False,
+        ),
+        Claim("nclaw_rest_stress", "==", 0.0, paper="P(I) = 0 by construction"),
+    ),
+)
+def nclaw(ctx: RunContext) -> Result:
+    """NCLaw vs an MLP-stress baseline inside a differentiable MPM, on unseen scenarios."""
+    torch.manual_seed(ctx.seed)
+    n_steps = ctx.pick(120, 200)
+    iters = ctx.pick(25, 300)
+    window = 8
+    sim = MPM2D(n_grid=32, dt=1e-3)
+    mu, lam = lame(200.0, 0.3)
+
+    def truth_law(F: torch.Tensor) -> torch.Tensor:
+        return neo_hookean_stress(F, mu, lam)
+
+    scen = _nclaw_scenarios()
+    with torch.no_grad():
+        truth = {k: sim.rollout(s, n_steps, truth_law) for k, s in scen.items()}
+    train = truth["train_block"]
+    models: dict[str, Any] = {
+        "nclaw": ElasticLaw(width=64, depth=2, stress_scale=100.0).double(),
+        "mlp": MLPStress(width=64, depth=2, stress_scale=100.0).double(),
+    }
+    metrics: dict[str, float] = {}
+    for name, model in models.items():
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        t0 = time.perf_counter()
+        for _ in ctx.progress(range(iters), description=f"train {name}"):
+            s0 = int(torch.randint(0, n_steps - window, (1,), generator=ctx.generator))
+            s = train[s0]
+            loss = torch.zeros((), dtype=torch.float64)
+            for k in range(1, window + 1):
+                s = sim.step(s, model)
+                loss = loss + ((s.x - train[s0 + k].x) ** 2).mean() / sim.dt**2
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(f"{name}: non-finite training loss at window {s0}")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        metrics[f"train_seconds_{name}"] = time.perf_counter() - t0
+    laws = {**models, "zero_stress": lambda F: torch.zeros_like(F)}
+    curves: dict[tuple[str, str], list[float]] = {}
+    finals: dict[tuple[str, str], MPMState] = {}
+    for sname, tr in truth.items():
+        for lname, law in laws.items():
+            errs, states, diverged = _rollout_error(sim, tr, law)
+            curves[(sname, lname)] = errs
+            finals[(sname, lname)] = states[-1]
+            metrics[f"err_{sname}_{lname}"] = float(np.mean(errs))
+            if diverged:
+                metrics[f"diverged_{sname}_{lname}"] = 1.0
+    tests = [k for k in truth if k.startswith("test")]
+    err_n = float(np.mean([metrics[f"err_{k}_nclaw"] for k in tests]))
+    err_m = float(np.mean([metrics[f"err_{k}_mlp"] for k in tests]))
+    metrics["nclaw_test_error"] = err_n
+    metrics["mlp_test_error"] = err_m
+    metrics["zero_stress_test_error"] = float(
+        np.mean([metrics[f"err_{k}_zero_stress"] for k in tests])
+    )
+    metrics["baseline_over_nclaw_test_error"] = err_m / max(err_n, 1e-300)
+    with torch.no_grad():
+        rest = models["nclaw"](torch.eye(2, dtype=torch.float64).expand(1, 2, 2))
+    metrics["nclaw_rest_stress"] = float(rest.abs().max())
+    ctx.log(f"test rollout error: NCLaw {err_n:.2e}, MLP {err_m:.2e}")
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for ax, sname in zip(axes[:3], truth):
+        gt = truth[sname][-1].x.numpy()
+        ax.scatter(gt[:, 0], gt[:, 1], s=4, c="k", alpha=0.4, label="ground truth")
+        for lname, col in (("nclaw", "tab:blue"), ("mlp", "tab:red")):
+            p = finals[(sname, lname)].x.numpy()
+            ax.scatter(p[:, 0], p[:, 1], s=3, c=col, alpha=0.6, label=lname)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{sname} (t = {n_steps * sim.dt:.2f})", fontsize=9)
+    axes[0].legend(fontsize=7)
+    for (sname, lname), errs in curves.items():
+        if sname.startswith("test") and lname != "zero_stress":
+            axes[3].semilogy(np.maximum(errs, 1e-12), label=f"{lname}: {sname[5:]}")
+    axes[3].set_xlabel("step")
+    axes[3].set_ylabel("mean particle error")
+    axes[3].legend(fontsize=7)
+    fig.tight_layout()
+    return Result(metrics=metrics, figures=[ctx.savefig(fig, "nclaw.png")])
+
+
+# --------------------------------------------------------------------------------------------
+# Hard-constraint mixture of experts (paper 13)
+# --------------------------------------------------------------------------------------------
+
+
+def _rd_reference(pb: ReactionDiffusion) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    xr, tr, ur = reaction_diffusion_reference(pb, 128, 1000)
+    sub = slice(None, None, 50)
+    X, T = np.meshgrid(xr, tr[sub], indexing="xy")
+    pts = torch.from_numpy(np.stack([X.ravel(), T.ravel()], 1))
+    return pts, ur[sub].ravel(), ur[sub]
+
+
+def _train_soft_rd(
+    ctx: RunContext, pb: ReactionDiffusion, steps: int, n_pts: int
+) -> tuple[Any, float]:
+    net = MLP(2, 1, width=32, depth=3).double()
+    lo = torch.tensor(pb.lower, dtype=torch.float64)
+    hi = torch.tensor(pb.upper, dtype=torch.float64)
+
+    def u(p: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = net(2 * (p - lo) / (hi - lo) - 1)
+        return out
+
+    xi = torch.linspace(0, 2 * math.pi, 64, dtype=torch.float64)
+    ic = torch.stack([xi, torch.zeros_like(xi)], 1)
+    tb = torch.linspace(0, pb.t_end, 32, dtype=torch.float64)
+
+    def loss_fn() -> dict[str, torch.Tensor]:
+        p = lo + torch.rand(n_pts, 2, generator=ctx.generator, dtype=torch.float64) * (hi - lo)
+        p.requires_grad_(True)
+        up = u(p)
+        r = pb.residual(up, partial(up, p, (1,)), partial(up, p, (0, 0)))
+        bl = torch.stack([torch.zeros_like(tb), tb], 1).requires_grad_(True)
+        br = torch.stack([torch.full_like(tb, 2 * math.pi), tb], 1).requires_grad_(True)
+        ul, ur = u(bl), u(br)
+        per = ((ul - ur) ** 2).mean() + (
+            (partial(ul, bl, (0,)) - partial(ur, br, (0,))) ** 2
+        ).mean()
+        return {
+            "pde": (r**2).mean(),
+            "ic": ((u(ic).squeeze(1) - pb.initial(xi)) ** 2).mean(),
+            "periodic": per,
+        }
+
+    t0 = time.perf_counter()
+    train_pinn(loss_fn, net.parameters(), adam_steps=steps, lr=3e-3, progress=ctx.progress)
+    return (lambda p: u(p).squeeze(1)), time.perf_counter() - t0
+
+
+def _train_hc_rd(
+    ctx: RunContext, pb: ReactionDiffusion, K: int, N: int, steps: int, n_pts: int, n_ic: int
+) -> tuple[HardConstraintMoE, float]:
+    m = HardConstraintMoE(pb, n_experts=K, n_basis=N, width=32, depth=2, lm_iter=8).double()
+    pde, ic = m.sample_constraint_points(n_pts // K, n_ic // K, ctx.generator)
+
+    def loss_fn() -> dict[str, torch.Tensor]:
+        w = m.solve(pde, ic)
+        train_pts, _ = m.sample_constraint_points(n_pts // K, 1, ctx.generator)
+        return m.losses(w, train_pts)
+
+    t0 = time.perf_counter()
+    train_pinn(loss_fn, m.parameters(), adam_steps=steps, lr=3e-3, progress=ctx.progress)
+    with torch.no_grad():
+        m.solve(pde, ic)
+    return m, time.perf_counter() - t0
+
+
+def _solve_seconds(pb: ReactionDiffusion, K: int, N: int, n_pts: int, reps: int) -> float:
+    """Median wall time of one differentiable constraint solve (forward + backward)."""
+    torch.manual_seed(0)
+    m = HardConstraintMoE(pb, n_experts=K, n_basis=N, width=32, depth=2, lm_iter=5).double()
+    g = torch.Generator().manual_seed(0)
+    pde, ic = m.sample_constraint_points(n_pts // K, max(64 // K, 1), g)
+    times = []
+    for _ in range(reps):
+        m.w.zero_()
+        t0 = time.perf_counter()
+        w = m.solve(pde, ic)
+        (w**2).sum().backward()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+@recipe(
+    name="pinn.moe",
+    papers=(13,),
+    claims=(
+        Claim(
+            "moe_over_soft_rel_l2",
+            "<",
+            1.0,
+            paper="hard-constraint MoE has a lower relative L2 error than the soft-constraint PINN",
+            quick=False,
+        ),
+        Claim(
+            "global_over_moe_solve_time_at_largest",
+            ">=",
+            2.0,
+            paper="the per-expert constraint solve is faster than one global hard constraint as "
+            "the number of points grows (ratio at the largest size ≥ 2)",
+            quick=False,
+        ),
+    ),
+)
+def moe(ctx: RunContext) -> Result:
+    """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on reaction–diffusion."""
+    torch.manual_seed(ctx.seed)
+    pb = ReactionDiffusion(nu=1.0, rho=5.0, t_end=1.0)
+    K, N = 4, 16
+    steps = ctx.pick(15, 300)
+    soft_steps = ctx.pick(45, 1500)  # cheaper steps: ~equal or larger wall-clock budget
+    n_pts, n_ic = ctx.pick(64, 256), 64
+    eval_pts, u_ref_flat, u_ref = _rd_reference(pb)
+    metrics: dict[str, float] = {}
+
+    soft, metrics["train_seconds_soft"] = _train_soft_rd(ctx, pb, soft_steps, n_pts)
+    hc, metrics["train_seconds_moe"] = _train_hc_rd(ctx, pb, K, N, steps, n_pts, n_ic)
+    glob, metrics["train_seconds_global"] = _train_hc_rd(ctx, pb, 1, K * N, steps, n_pts, n_ic)
+    with torch.no_grad():
+        preds = {"soft": soft(eval_pts), "moe": hc(eval_pts), "global": glob(eval_pts)}
+    for k, v in preds.items():
+        metrics[f"rel_l2_{k}"] = relative_l2(v, u_ref_flat)
+    metrics["moe_over_soft_rel_l2"] = metrics["rel_l2_moe"] / metrics["rel_l2_soft"]
+    metrics["moe_over_global_rel_l2"] = metrics["rel_l2_moe"] / metrics["rel_l2_global"]
+
+    sizes = ctx.pick([128, 256], [128, 256, 512, 1024])
+    reps = ctx.pick(2, 3)
+    t_moe, t_glob = [], []
+    for n in ctx.progress(sizes, description="solve timing"):
+        t_moe.append(_solve_seconds(pb, K, N, n, reps))
+        t_glob.append(_solve_seconds(pb, 1, K * N, n, reps))
+        metrics[f"solve_seconds_ratio_{n}"] = t_glob[-1] / t_moe[-1]
+    metrics["global_over_moe_solve_time_at_largest"] = t_glob[-1] / t_moe[-1]
+    ctx.log(
+        f"rel L2: soft {metrics['rel_l2_soft']:.3f}, global {metrics['rel_l2_global']:.3f}, "
+        f"MoE {metrics['rel_l2_moe']:.3f}; solve time ratio {t_glob[-1] / t_moe[-1]:.1f}"
+    )
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 5, figsize=(22, 3.6))
+    shape = u_ref.shape
+    ext = (0, 2 * math.pi, 0, pb.t_end)
+    for ax, (title, field) in zip(
+        axes[:4],
+        [("reference", u_ref)]
+        + [
+            (f"{k} (rel L2 {metrics[f'rel_l2_{k}']:.3f})", v.numpy().reshape(shape))
+            for k, v in preds.items()
+        ],
+    ):
+        im = ax.imshow(field, origin="lower", aspect="auto", extent=ext, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("x")
+        ax.set_ylabel("t")
+    fig.colorbar(im, ax=axes[3])
+    axes[4].loglog(sizes, t_glob, "o-", label=f"global (1 × {K * N} basis)")
+    axes[4].loglog(sizes, t_moe, "s-", label=f"MoE ({K} × {N} basis)")
+    axes[4].set_xlabel("constraint points")
+    axes[4].set_ylabel("solve + backward (s)")
+    axes[4].legend(fontsize=7)
+    fig.tight_layout()
+    return Result(metrics=metrics, figures=[ctx.savefig(fig, "moe.png")])

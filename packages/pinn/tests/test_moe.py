@@ -1,0 +1,168 @@
+"""Hard-constraint mixture of experts: solver, implicit gradients, basis derivatives, reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import least_squares
+
+from torchloom.pinn.moe import (
+    BatchedMLP,
+    HardConstraintMoE,
+    ReactionDiffusion,
+    hard_constraint_solve,
+    levenberg_marquardt,
+    reaction_diffusion_reference,
+)
+
+
+def _F(w: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    Aw = torch.einsum("krn,kn->kr", A, w)
+    return Aw + 0.3 * Aw**2 - b
+
+
+def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    b = 0.5 * torch.randn(3, 7, generator=g, dtype=torch.float64)
+    return A, b
+
+
+def test_lm_matches_scipy_least_squares() -> None:
+    A, b = _problem()
+    w = levenberg_marquardt(_F, torch.zeros(3, 4, dtype=torch.float64), A, b, max_iter=100)
+    for k in range(3):
+        ref = least_squares(
+            lambda x, k=k: _F(torch.from_numpy(x)[None], A[k : k + 1], b[k : k + 1])[0].numpy(),
+            np.zeros(4),
+            xtol=1e-14,
+            ftol=1e-14,
+            gtol=1e-14,
+        )
+        cost = 0.5 * float((_F(w[k : k + 1], A[k : k + 1], b[k : k + 1]) ** 2).sum())
+        assert cost == pytest.approx(ref.cost, rel=1e-8, abs=1e-12)
+
+
+def test_implicit_gradient_equals_finite_differences() -> None:
+    A, b = _problem(1)
+    A.requires_grad_(True)
+    b.requires_grad_(True)
+    c = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    w0 = torch.zeros(3, 4, dtype=torch.float64)
+
+    def loss(A_: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
+        w = hard_constraint_solve(_F, w0, A_, b_, max_iter=100, tol=1e-13)
+        return (w * c).sum()
+
+    gA, gb = torch.autograd.grad(loss(A, b), (A, b))
+    # the residual is not zero at the optimum: the exact IFT Hessian includes Σ r_i ∇²r_i
+    eps = 1e-6
+    for idx in [(0, 0, 0), (1, 3, 2), (2, 6, 1)]:
+        Ap, Am = A.detach().clone(), A.detach().clone()
+        Ap[idx] += eps
+        Am[idx] -= eps
+        fd = (loss(Ap, b.detach()) - loss(Am, b.detach())) / (2 * eps)
+        assert float(gA[idx]) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+    for idx in [(0, 0), (2, 5)]:
+        bp, bm = b.detach().clone(), b.detach().clone()
+        bp[idx] += eps
+        bm[idx] -= eps
+        fd = (loss(A.detach(), bp) - loss(A.detach(), bm)) / (2 * eps)
+        assert float(gb[idx]) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+
+
+def test_implicit_gradient_equals_unrolled_for_zero_residual() -> None:
+    # square, consistent system: F(w*) = 0, where IFT and unrolled Newton agree exactly
+    g = torch.Generator().manual_seed(3)
+    A = torch.eye(4, dtype=torch.float64) + 0.2 * torch.randn(
+        2, 4, 4, generator=g, dtype=torch.float64
+    )
+    b = (0.3 * torch.randn(2, 4, generator=g, dtype=torch.float64)).requires_grad_(True)
+    A.requires_grad_(True)
+    c = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    w = hard_constraint_solve(
+        _F, torch.zeros(2, 4, dtype=torch.float64), A, b, max_iter=100, tol=1e-14
+    )
+    gA, gb = torch.autograd.grad((w * c).sum(), (A, b))
+    with torch.no_grad():
+        wu = w.detach().clone()
+    for _ in range(40):  # unrolled Newton from the solution: derivative of the fixed point
+        J = torch.func.vmap(torch.func.jacfwd(lambda x, a, bb: _F(x[None], a[None], bb[None])[0]))(
+            wu, A, b
+        )
+        wu = wu - torch.linalg.solve(J, _F(wu, A, b).unsqueeze(-1)).squeeze(-1)
+    uA, ub = torch.autograd.grad((wu * c).sum(), (A, b))
+    torch.testing.assert_close(gA, uA, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(gb, ub, rtol=1e-6, atol=1e-9)
+
+
+def test_batched_mlp_derivatives_match_autograd() -> None:
+    torch.manual_seed(0)
+    net = BatchedMLP(3, 2, 5, width=8, depth=2).double()
+    x = torch.rand(3, 6, 2, dtype=torch.float64)
+    _u, d1, d2 = net(x)
+    assert d1 is not None and d2 is not None
+
+    def single(k: int, p: torch.Tensor) -> torch.Tensor:
+        xx = x.clone()
+        xx[k, 0] = p
+        return net(xx, derivatives=False)[0][k, 0]
+
+    for k in range(3):
+        p = x[k, 0]
+        jac = torch.autograd.functional.jacobian(lambda q, k=k: single(k, q), p)  # (N, D)
+        hes = torch.stack(
+            [
+                torch.autograd.functional.hessian(lambda q, j=j, k=k: single(k, q)[j], p)
+                for j in range(5)
+            ]
+        )
+        torch.testing.assert_close(d1[k, 0], jac)
+        torch.testing.assert_close(d2[k, 0], torch.diagonal(hes, dim1=1, dim2=2))
+
+
+def test_reference_is_second_order_in_time() -> None:
+    pb = ReactionDiffusion(nu=1.0, rho=5.0, t_end=0.5)
+    _, _, fine = reaction_diffusion_reference(pb, 64, 1600)
+    errs = [
+        np.abs(reaction_diffusion_reference(pb, 64, n)[2][-1] - fine[-1]).max() for n in (25, 50)
+    ]
+    assert 3.0 < errs[0] / errs[1] < 5.0  # Strang splitting: order 2
+    assert (
+        abs(
+            fine[0]
+            - np.exp(-((np.arange(64) * 2 * np.pi / 64 - np.pi) ** 2) / (2 * (np.pi / 4) ** 2))
+        ).max()
+        == 0
+    )
+
+
+def test_linear_constraint_equals_least_squares() -> None:
+    # ρ = 0 makes the constraint linear in w: the LM solution is the least-squares solution
+    torch.manual_seed(0)
+    m = HardConstraintMoE(
+        ReactionDiffusion(rho=0.0), n_experts=2, n_basis=6, width=8, lm_iter=60
+    ).double()
+    pde, ic = m.sample_constraint_points(20, 5, torch.Generator().manual_seed(0))
+    w = m.solve(pde, ic)
+    _phi, phi_t, phi_xx = m.basis_terms(pde)
+    phi_ic, _, _ = m.basis(m._normalise(ic), derivatives=False)
+    u_ic = m.problem.initial(ic[..., 0])
+    s = m.ic_weight / np.sqrt(5)
+    A = torch.cat([(phi_t - phi_xx) / np.sqrt(20), phi_ic * s], 1).detach()
+    rhs = torch.cat([torch.zeros(2, 20, dtype=torch.float64), u_ic * s], 1)
+    ref = torch.linalg.lstsq(A, rhs.unsqueeze(-1)).solution.squeeze(-1)
+    torch.testing.assert_close(w.detach(), ref, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_input() -> None:
+    m = HardConstraintMoE(ReactionDiffusion(), n_experts=4, n_basis=3, width=4).double()
+    with pytest.raises(ValueError, match="more than the number of points"):
+        m.group(torch.rand(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="same number"):
+        m.group(torch.tensor([[0.1, 0.0]] * 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="leading dimension"):
+        hard_constraint_solve(_F, torch.zeros(3, 4), torch.zeros(2, 7, 4), torch.zeros(3, 7))
+    with pytest.raises(ValueError, match="nu"):
+        ReactionDiffusion(nu=0.0)

@@ -1,0 +1,142 @@
+"""NCLaw: equivariance and rest-state guarantees by construction; the MPM simulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from scipy.linalg import polar
+
+from torchloom.pinn.nclaw import (
+    MPM2D,
+    ElasticLaw,
+    MLPStress,
+    MPMState,
+    PlasticityLaw,
+    invariants,
+    lame,
+    neo_hookean_stress,
+    polar_rotation,
+    von_mises_projection,
+)
+
+
+def _rot(theta: float) -> torch.Tensor:
+    c, s = math.cos(theta), math.sin(theta)
+    return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+
+def _random_F(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.eye(2, dtype=torch.float64) + 0.3 * torch.randn(
+        n, 2, 2, generator=g, dtype=torch.float64
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(theta=st.floats(-math.pi, math.pi), seed=st.integers(0, 1000))
+def test_elastic_law_is_rotation_equivariant(theta: float, seed: int) -> None:
+    torch.manual_seed(seed)
+    law = ElasticLaw(width=16, depth=2, stress_scale=3.0).double()
+    F = _random_F(8, seed)
+    Q = _rot(theta)
+    torch.testing.assert_close(law(Q @ F), Q @ law(F), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(invariants(Q @ F), invariants(F), rtol=1e-9, atol=1e-9)
+    plastic = PlasticityLaw(width=8).double()
+    torch.testing.assert_close(plastic(Q @ F), Q @ plastic(F), rtol=1e-9, atol=1e-9)
+
+
+def test_baseline_is_not_equivariant() -> None:
+    torch.manual_seed(0)
+    base = MLPStress(width=16).double()
+    F, Q = _random_F(8, 0), _rot(1.0)
+    with torch.no_grad():
+        assert float((base(Q @ F) - Q @ base(F)).abs().max()) > 1e-3
+        assert float(base(torch.eye(2, dtype=torch.float64)).abs().max()) > 0
+
+
+def test_rest_state_is_stress_free_exactly() -> None:
+    torch.manual_seed(0)
+    eye = torch.eye(2, dtype=torch.float64).expand(5, 2, 2)
+    assert torch.equal(
+        ElasticLaw(width=16).double()(eye), torch.zeros(5, 2, 2, dtype=torch.float64)
+    )
+    assert torch.equal(PlasticityLaw(width=8).double()(eye), eye)
+    mu, lam = lame(100.0, 0.3)
+    assert float(neo_hookean_stress(eye, mu, lam).abs().max()) < 1e-12
+
+
+def test_polar_rotation_matches_scipy() -> None:
+    F = _random_F(10, 3)
+    F = F[torch.linalg.det(F) > 0]
+    R = polar_rotation(F)
+    for Fi, Ri in zip(F.numpy(), R.numpy()):
+        u, _ = polar(Fi)
+        np.testing.assert_allclose(Ri, u, atol=1e-10)
+
+
+def test_von_mises_projection_caps_deviatoric_strain() -> None:
+    F = torch.diag_embed(torch.tensor([[1.5, 0.7], [1.01, 0.99]], dtype=torch.float64))
+    mu, ty = 100.0, 5.0
+    out = von_mises_projection(F, mu, ty)
+    eps = torch.log(torch.linalg.svdvals(out))
+    dev = (eps - eps.mean(-1, keepdim=True)).norm(dim=-1)
+    assert float(dev[0]) == pytest.approx(ty / (2 * mu), rel=1e-9)  # yielded: on the surface
+    torch.testing.assert_close(out[1], F[1])  # elastic: untouched
+
+
+def _block(n: int = 6) -> torch.Tensor:
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    X, Y = torch.meshgrid(u, u, indexing="ij")
+    return torch.stack([0.4 + 0.2 * X.ravel(), 0.4 + 0.2 * Y.ravel()], 1)
+
+
+def test_mpm_conserves_momentum_without_external_forces() -> None:
+    sim = MPM2D(n_grid=16, dt=1e-3, gravity=(0.0, 0.0), walls=False)
+    x = _block()
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    mu, lam = lame(50.0, 0.3)
+    states = sim.rollout(MPMState.at_rest(x, v), 20, lambda F: neo_hookean_stress(F, mu, lam))
+    p0 = sim.p_mass * states[0].v.sum(0)
+    for s in states[1:]:
+        torch.testing.assert_close(sim.p_mass * s.v.sum(0), p0, rtol=0, atol=1e-12)
+    # the body did deform (the test is not vacuous)
+    assert float((states[-1].F - torch.eye(2, dtype=torch.float64)).abs().max()) > 1e-3
+
+
+def test_mpm_at_rest_stays_at_rest_with_nclaw() -> None:
+    torch.manual_seed(0)
+    sim = MPM2D(n_grid=16, gravity=(0.0, 0.0), walls=False)
+    x = _block()
+    s = sim.rollout(MPMState.at_rest(x, torch.zeros_like(x)), 5, ElasticLaw(width=8).double())[-1]
+    assert float(s.v.abs().max()) == 0.0 and torch.equal(s.x, x)
+
+
+def test_mpm_step_is_differentiable() -> None:
+    sim = MPM2D(n_grid=16, dt=1e-3)
+    x = _block(3)
+    v = torch.zeros_like(x).requires_grad_(True)
+    mu = torch.tensor(20.0, dtype=torch.float64, requires_grad=True)
+
+    def f(v_: torch.Tensor, mu_: torch.Tensor) -> torch.Tensor:
+        s = MPMState.at_rest(x, v_)
+        s = sim.step(s, lambda F: neo_hookean_stress(F, 1.0, 1.0) * mu_)
+        s = sim.step(s, lambda F: neo_hookean_stress(F, 1.0, 1.0) * mu_)
+        return s.x
+
+    torch.autograd.gradcheck(f, (v, mu))
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        polar_rotation(torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="nu"):
+        lame(1.0, 0.5)
+    sim = MPM2D(n_grid=8, walls=False)
+    x = torch.tensor([[0.01, 0.5]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="left the grid"):
+        sim.step(MPMState.at_rest(x, torch.zeros_like(x)), lambda F: torch.zeros_like(F))
