@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from torchloom.core.data import digits
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.theory.grokking import (
     ModularMLP,
@@ -13,8 +14,17 @@ from torchloom.theory.grokking import (
     prune_neurons,
     train_modular,
 )
+from torchloom.theory.opposing_signals import (
+    LossTracker,
+    TwoLayerLinear,
+    find_opposing_groups,
+    gradient_cosine,
+    group_loss_correlation,
+    opposing_signals_toy,
+    sharpness,
+)
 
-__all__: list[str] = ["grokking"]
+__all__: list[str] = ["grokking", "opposing_signals"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -158,5 +168,198 @@ def grokking(ctx: RunContext) -> Result:
             f"a + b mod {p}, train fraction {alpha}, {xi:.0%} corrupted labels, quadratic MLP "
             f"of width {width}, full-batch AdamW (lr 1e-2), MSE on one-hot targets, {steps} steps.",
             f"Pruning removes the neurons of the unregularised net with Fourier IPR < {threshold}.",
+        ],
+    )
+
+
+def _purity(found_a: torch.Tensor, found_b: torch.Tensor, true_a: torch.Tensor) -> float:
+    """Fraction of the found examples assigned consistently with the true groups (best of
+    the two labellings)."""
+    a = set(found_a.tolist())
+    b = set(found_b.tolist())
+    t = set(true_a.tolist())
+    n = len(a) + len(b)
+    same = len(a & t) + len(b - t)
+    return max(same, n - same) / n
+
+
+@recipe(
+    name="theory.opposing-signals",
+    papers=(39,),
+    claims=[
+        Claim(
+            "toy_group_loss_correlation",
+            "<=",
+            -0.5,
+            paper="the two opposing groups' losses oscillate against each other (Fig. 1, 5)",
+        ),
+        Claim(
+            "toy_loss_spike_ratio",
+            ">=",
+            1.1,
+            paper="... until the overall loss spikes (Fig. 5, toy model Sec. 4)",
+        ),
+        Claim(
+            "toy_outlier_vs_ordinary_loss_range_ratio",
+            ">=",
+            10.0,
+            paper="the oscillation is carried by the outliers; ordinary examples barely move",
+        ),
+        Claim(
+            "toy_detection_purity",
+            ">=",
+            0.75,
+            paper="the groups can be identified from the loss changes alone (Sec. 2)",
+        ),
+        Claim(
+            "image_detected_group_correlation",
+            "<",
+            0.0,
+            paper="on images, the detected paired groups' losses are anti-correlated (Fig. 2)",
+        ),
+        Claim(
+            "image_correlation_gap_vs_random_split",
+            ">=",
+            0.5,
+            paper="random groups of the same examples co-move; the detected ones oppose",
+        ),
+        Claim(
+            "image_group_gradient_cosine",
+            "<",
+            0.0,
+            paper="opposing signals: the groups' gradients point in opposite directions",
+        ),
+    ],
+)
+def opposing_signals(ctx: RunContext) -> Result:
+    """Opposing-signal outliers: the two-layer linear toy oscillates between the two groups
+    and spikes; on 8x8 digits the detected groups' losses are anti-correlated
+    (Rosenfeld & Risteski 2024)."""
+    g = ctx.generator
+    # ---- toy: two-layer linear net, full-batch GD, MSE.
+    lr, steps = 0.3, ctx.pick(250, 400)
+    toy = opposing_signals_toy(
+        500, 10, alpha=7.0, outlier_fraction=0.1, noise=0.3, signal=0.3, generator=g
+    )
+    x, y = toy.x.to(ctx.device), toy.y.to(ctx.device)
+    net = TwoLayerLinear(11, 50, init_scale=0.1, generator=g).to(ctx.device)
+    tracker = LossTracker(net, x, y, "mse")
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    sharp_every = ctx.pick(10, 2)
+    sharp_steps, sharp = [], []
+    for t in ctx.progress(range(steps), description="toy"):
+        tracker.record(t)
+        if t % sharp_every == 0:
+            sharp_steps.append(t)
+            sharp.append(sharpness(net, x, y, "mse", iters=30, generator=g))
+        opt.zero_grad()
+        (0.5 * (net(x) - y) ** 2).mean().backward()
+        opt.step()
+    losses = tracker.losses.cpu()
+    ga = (toy.group == 1).nonzero()[:, 0]
+    gb = (toy.group == 2).nonzero()[:, 0]
+    ordinary = (toy.group == 0).nonzero()[:, 0]
+    toy_corr = group_loss_correlation(losses, ga, gb)
+    total = losses.mean(1)
+    runmin = total.cummin(0).values
+    spike = float((total[1:] / runmin[:-1]).max())
+    half = steps // 4  # after the initial fit
+
+    def loss_range(idx: torch.Tensor) -> float:
+        m = losses[half:, idx].mean(1)
+        return float(m.max() - m.min())
+
+    range_ratio = min(loss_range(ga), loss_range(gb)) / max(loss_range(ordinary), 1e-12)
+    found = find_opposing_groups(losses, 40)
+    purity = _purity(found.group_a, found.group_b, ga)
+
+    # ---- small image net: MLP on 8x8 digits, full-batch GD at a large step size.
+    split = digits()
+    n_img = ctx.pick(700, split.x_train.shape[0])
+    xi = split.x_train[:n_img].reshape(n_img, -1).float()
+    xi = ((xi - xi.mean(0)) / (xi.std(0) + 1e-6)).to(ctx.device)
+    yi = split.y_train[:n_img].to(ctx.device)
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(64, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 10),
+    ).to(ctx.device)
+    img_tracker = LossTracker(mlp, xi, yi)
+    opt = torch.optim.SGD(mlp.parameters(), lr=1.5)
+    for t in ctx.progress(range(ctx.pick(100, 300)), description="digits MLP"):
+        img_tracker.record(t)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(mlp(xi), yi).backward()
+        opt.step()
+    il = img_tracker.losses.cpu()
+    k = 40
+    groups = find_opposing_groups(il, k)
+    rand = []
+    for _ in range(50):
+        perm = groups.selected[torch.randperm(k, generator=g)]
+        rand.append(group_loss_correlation(il, perm[: k // 2], perm[k // 2 :]))
+    rand_corr = sum(rand) / len(rand)
+    a, b = groups.group_a.to(ctx.device), groups.group_b.to(ctx.device)
+    cos = gradient_cosine(mlp, xi[a], yi[a], xi[b], yi[b])
+    norm_sel = float(xi[groups.selected.to(ctx.device)].norm(dim=1).mean())
+    norm_all = float(xi.norm(dim=1).mean())
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.plot(losses[:, ga].mean(1), label="outliers, y=+1")
+    ax.plot(losses[:, gb].mean(1), label="outliers, y=-1")
+    ax.plot(losses[:, ordinary].mean(1), label="ordinary")
+    ax.plot(total, "k--", lw=1, label="total")
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step")
+    ax.set_title(f"toy: group corr {toy_corr:.2f}, spike x{spike:.2f}")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(sharp_steps, sharp, label="sharpness (power iteration)")
+    ax.axhline(2 / lr, color="k", ls="--", label="2 / lr")
+    ax.set_xlabel("GD step")
+    ax.set_title("toy: progressive sharpening to the edge of stability")
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    ax.plot(il[:, groups.group_a].mean(1), label=f"detected group a ({len(groups.group_a)})")
+    ax.plot(il[:, groups.group_b].mean(1), label=f"detected group b ({len(groups.group_b)})")
+    ax.plot(il.mean(1), "k--", lw=1, label="all")
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step")
+    ax.set_title(f"digits MLP: corr {groups.correlation:.2f} (random split {rand_corr:.2f})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig_path = ctx.savefig(fig, "opposing_signals.png")
+    return Result(
+        metrics={
+            "toy_group_loss_correlation": toy_corr,
+            "toy_loss_spike_ratio": spike,
+            "toy_outlier_vs_ordinary_loss_range_ratio": range_ratio,
+            "toy_detection_purity": purity,
+            "toy_detected_group_correlation": found.correlation,
+            "toy_max_sharpness_times_lr": max(sharp) * lr,
+            "image_detected_group_correlation": groups.correlation,
+            "image_random_split_correlation": rand_corr,
+            "image_correlation_gap_vs_random_split": rand_corr - groups.correlation,
+            "image_group_gradient_cosine": cos,
+            "image_selected_feature_norm_ratio": norm_sel / norm_all,
+        },
+        figures=[fig_path],
+        tables={
+            "image_groups": [
+                {"group": "a", "labels": sorted(yi[a].tolist())},
+                {"group": "b", "labels": sorted(yi[b].tolist())},
+            ]
+        },
+        notes=[
+            "Toy: f = v^T W x, width 50, 500 points, 10% carry x_o = 7 independent of the label; "
+            f"full-batch GD, lr {lr}, MSE.",
+            f"Digits: MLP 64-128-128-10, standardised pixels, {n_img} images, full-batch GD lr "
+            "1.5, cross-entropy; the 40 examples with the largest total loss variation are "
+            "split by the leading principal component of their loss changes.",
         ],
     )
