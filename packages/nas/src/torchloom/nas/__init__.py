@@ -52,6 +52,12 @@ from torchloom.nas.proxyless import (
     rescale_two_path_,
 )
 from torchloom.nas.rarts import RARTS, coupling_pairs, coupling_penalty
+from torchloom.nas.sd_darts import (
+    SDDARTS,
+    distillation_loss,
+    dominant_hessian_eigenvalue,
+    voting_teacher,
+)
 from torchloom.nas.search import (
     GradientStrategy,
     SearchResult,
@@ -65,6 +71,13 @@ from torchloom.nas.selection import (
     SelectionRecord,
     perturbation_selection,
     supernet_score,
+)
+from torchloom.nas.sharpdarts import (
+    SHARP_PRIMITIVES,
+    HyperCuboid,
+    HyperPath,
+    SharpDARTS,
+    cosine_power_annealing,
 )
 from torchloom.nas.space import (
     PRIMITIVES,
@@ -99,6 +112,8 @@ __all__: list[str] = [
     "PRIMITIVES",
     "PROXYLESS_OPS",
     "RARTS",
+    "SDDARTS",
+    "SHARP_PRIMITIVES",
     "SPARSE_OPS",
     "BinaryPathMixing",
     "ChainNet",
@@ -111,6 +126,8 @@ __all__: list[str] = [
     "Genotype",
     "GradientStrategy",
     "GumbelMixing",
+    "HyperCuboid",
+    "HyperPath",
     "LatencyTable",
     "MBConv",
     "MagnitudeMask",
@@ -128,6 +145,7 @@ __all__: list[str] = [
     "SearchResult",
     "SelectionRecord",
     "SepConv",
+    "SharpDARTS",
     "SharpSepConv",
     "SoftmaxMixing",
     "SparseConv2d",
@@ -141,11 +159,14 @@ __all__: list[str] = [
     "build_chain",
     "build_from_supernet",
     "cell_edges",
+    "cosine_power_annealing",
     "coupling_pairs",
     "coupling_penalty",
     "darts_hypergradient",
     "derive_cell",
     "derive_genotype",
+    "distillation_loss",
+    "dominant_hessian_eigenvalue",
     "evaluate",
     "expected_latency",
     "fbnet_loss",
@@ -172,4 +193,5 @@ __all__: list[str] = [
     "supernet_score",
     "topk_mask",
     "train_network",
+    "voting_teacher",
 ]

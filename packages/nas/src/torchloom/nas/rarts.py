@@ -45,9 +45,16 @@ def coupling_pairs(model: Supernet, y_model: Supernet) -> list[tuple[torch.Tenso
     Returns:
         One pair per weight tensor of ``y_model``.
     """
+    return [(w[idx], y) for w, idx, y in _coupling(model, y_model)]
+
+
+Index = tuple[slice, ...]
+
+
+def _coupling(model: Supernet, y_model: Supernet) -> list[tuple[nn.Parameter, Index, nn.Parameter]]:
     w_params = dict(model.named_parameters())
     arch = {id(p) for p in y_model.arch_parameters()}
-    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    out: list[tuple[nn.Parameter, Index, nn.Parameter]] = []
     for name, y in y_model.named_parameters():
         if id(y) in arch:
             continue
@@ -59,8 +66,8 @@ def coupling_pairs(model: Supernet, y_model: Supernet) -> list[tuple[torch.Tenso
                 f"y_model parameter {name!r} {tuple(y.shape)} must fit inside the model's "
                 f"{tuple(w.shape)}"
             )
-        pairs.append((w[tuple(slice(0, s) for s in y.shape)], y))
-    return pairs
+        out.append((w, tuple(slice(0, s) for s in y.shape), y))
+    return out
 
 
 def coupling_penalty(model: Supernet, y_model: Supernet) -> torch.Tensor:
@@ -145,20 +152,44 @@ class RARTS(GradientStrategy):
             raise RuntimeError("call setup(model, epochs) before stepping the strategy")
         return self.y_opt
 
-    def weight_loss(self, model: Supernet, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """``L_train(w, α) + λ ½ ‖w − y‖²`` (``y`` fixed).
+    def _add_coupling_grad(self, model: Supernet, to_w: bool) -> None:
+        # ∇_w ½λ‖w − y‖² = λ (w − y) on the overlapping slice (and its negative for y), added
+        # to the gradients in place: the same update as differentiating the penalty, without
+        # building an autograd graph over every parameter.
+        with torch.no_grad():
+            for w, idx, y in _coupling(model, self.y_model):
+                target, diff = (w, w[idx] - y) if to_w else (y, y - w[idx])
+                if target.grad is None:
+                    target.grad = torch.zeros_like(target)
+                target.grad[idx if to_w else ()].add_(diff, alpha=self.lam)
+
+    def weight_step(self, model: Supernet, batch: Batch) -> dict[str, float]:
+        """``w ← w − η_w (∇_w L_train(w, α) + λ (w − y))`` with ``y`` and ``α`` fixed.
 
         Args:
             model: the search network.
             batch: a training batch.
 
         Returns:
-            ``(loss, logits)``.
+            ``{"train_loss", "train_acc"}``.
         """
-        x, y = batch
+        opt = self._w_opt()
+        opt.zero_grad(set_to_none=True)
+        x, t = batch
         logits = model(x)
-        pen = sum(((w - yy.detach()) ** 2).sum() for w, yy in coupling_pairs(model, self.y_model))
-        return self.criterion(logits, y) + 0.5 * self.lam * pen, logits
+        loss = self.criterion(logits, t)
+        _check_loss(loss, "training")
+        params = list(model.weight_parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        self._add_coupling_grad(model, to_w=True)
+        self.sync(params)
+        if self.w_grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, self.w_grad_clip)
+        opt.step()
+        acc = (logits.argmax(-1) == t).float().mean()
+        return {"train_loss": float(loss.detach()), "train_acc": float(acc)}
 
     def y_step(self, model: Supernet, batch: Batch) -> dict[str, float]:
         """``y ← y − η_y ∇_y (β L_val(y, α) + λ ½ ‖w − y‖²)`` with ``w`` and ``α`` fixed.
@@ -176,9 +207,11 @@ class RARTS(GradientStrategy):
         weights = {k: m.weights.detach() for k, m in model.mixtures().items()}
         loss = self.criterion(self.y_model(x, weights=weights), t)
         _check_loss(loss, "validation")
-        pen = sum(((w.detach() - y) ** 2).sum() for w, y in coupling_pairs(model, self.y_model))
-        (self.beta * loss + 0.5 * self.lam * pen).backward()
         params = list(self.y_model.weight_parameters())
+        grads = torch.autograd.grad(self.beta * loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        self._add_coupling_grad(model, to_w=False)
         self.sync(params)
         if self.w_grad_clip is not None:
             nn.utils.clip_grad_norm_(params, self.w_grad_clip)

@@ -347,7 +347,9 @@ class SearchResult:
         history: one dict of averaged metrics per epoch (``epoch``, ``train_loss``, ...).
         model: the searched supernet.
         strategy: the strategy, with its final state.
-        seconds_per_step: mean wall time of a search step in this run.
+        seconds_per_step: median wall time of a search step in this run (the first step,
+            which pays for lazy initialisation, is left out when there are more).
+        step_seconds: wall time of every search step of this run.
     """
 
     genotype: Genotype
@@ -355,6 +357,7 @@ class SearchResult:
     model: Supernet | None = None
     strategy: Any = None
     seconds_per_step: float = float("nan")
+    step_seconds: list[float] = field(default_factory=list)
 
 
 def _batches(loader: Iterable[Batch]) -> Iterator[Batch]:
@@ -443,7 +446,7 @@ def search(
         start = int(state["epoch"])
         _set_rng_states(model, state["rng"])
     val_iter = _batches(val)
-    n_steps, seconds = 0, 0.0
+    step_seconds: list[float] = []
     for epoch in range(start, epochs):
         for loader in (train, val):
             if isinstance(loader, DataLoader):
@@ -460,8 +463,7 @@ def search(
             vx, vy = next(val_iter)
             t0 = time.perf_counter()
             metrics = strategy.step(model, (x.to(dev), y.to(dev)), (vx.to(dev), vy.to(dev)), epoch)
-            seconds += time.perf_counter() - t0
-            n_steps += 1
+            step_seconds.append(time.perf_counter() - t0)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
@@ -494,8 +496,15 @@ def search(
         history=history,
         model=model,
         strategy=strategy,
-        seconds_per_step=seconds / n_steps if n_steps else float("nan"),
+        seconds_per_step=_median(step_seconds[1:] or step_seconds),
+        step_seconds=step_seconds,
     )
+
+
+def _median(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    return float(torch.tensor(values, dtype=torch.float64).median())
 
 
 @torch.no_grad()

@@ -1,0 +1,107 @@
+"""SD-DARTS: voting teacher, distillation loss and its gradient, snapshots, sharpness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchloom.nas.sd_darts import (
+    SDDARTS,
+    distillation_loss,
+    dominant_hessian_eigenvalue,
+    voting_teacher,
+)
+from torchloom.nas.supernet import Supernet
+
+OPS = ("none", "skip_connect", "avg_pool_3x3", "conv_1x1")
+
+
+def test_voting_teacher_is_mean_of_soft_probabilities() -> None:
+    zs = [torch.randn(5, 4, dtype=torch.float64) for _ in range(3)]
+    q = voting_teacher(zs, temperature=2.0)
+    ref = sum(F.softmax(z / 2.0, -1) for z in zs) / 3
+    torch.testing.assert_close(q, ref)
+    torch.testing.assert_close(q.sum(-1), torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close(voting_teacher(zs[:1]), zs[0].softmax(-1))
+    with pytest.raises(ValueError, match="at least one"):
+        voting_teacher([])
+
+
+def test_distillation_loss_value_and_gradient() -> None:
+    T = 3.0
+    z = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    q = torch.softmax(torch.randn(6, 5, dtype=torch.float64), -1)
+    loss = distillation_loss(z, q, T)
+    p = torch.softmax(z / T, -1)
+    ref = T**2 * (q * (q.log() - p.log())).sum() / 6
+    torch.testing.assert_close(loss, ref)
+    (g,) = torch.autograd.grad(loss, z)
+    torch.testing.assert_close(g, T * (p - q).detach() / 6)
+    # zero when the student already matches the teacher
+    assert float(distillation_loss(T * q.log(), q, T)) == pytest.approx(0.0, abs=1e-12)
+
+
+def net() -> Supernet:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    return Supernet(
+        C=2, layers=2, steps=2, ops=OPS, reductions=(1,), generator=g, alpha_init_std=0.5
+    )
+
+
+def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)
+
+
+def test_snapshots_and_distilled_weight_loss() -> None:
+    m = net()
+    s = SDDARTS(num_teachers=2, snapshot_every=2, distill_weight=0.5, temperature=2.0)
+    s.setup(m, 1)
+    s.on_epoch_start(m, 0)
+    for i in range(5):
+        s.step(m, batch(i), batch(100 + i), 0)
+    assert len(s.snapshots) == 2 and s.steps_done == 5
+    x, y = batch(7)
+    m.eval()  # deterministic BatchNorm for the comparison
+    loss, logits = s.weight_loss(m, (x, y))
+    teachers = []
+    for state in s.snapshots:
+        t = net()
+        t.load_state_dict(state)
+        t.eval()
+        teachers.append(t(x).detach())
+    ref = F.cross_entropy(logits, y) + 0.5 * distillation_loss(
+        logits, voting_teacher(teachers, 2.0), 2.0
+    )
+    torch.testing.assert_close(loss, ref)
+    state = s.state_dict()
+    s2 = SDDARTS(num_teachers=2)
+    s2.setup(m, 1)
+    s2.load_state_dict(state)
+    assert s2.steps_done == 5 and len(s2.snapshots) == 2
+
+
+def test_dominant_hessian_eigenvalue_matches_dense_hessian() -> None:
+    torch.manual_seed(0)
+    m = Supernet(C=2, layers=2, steps=1, ops=OPS, reductions=(1,), alpha_init_std=1.0)
+    m = m.double().eval()
+    batches = [(x[:4].double(), y[:4]) for x, y in (batch(1), batch(2))]
+    alphas = m.arch_parameters()
+    shapes = [a.shape for a in alphas]
+    sizes = [a.numel() for a in alphas]
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(flat, sizes)
+        w = {k: p.reshape(s).softmax(-1) for k, p, s in zip(("normal", "reduce"), parts, shapes)}
+        return sum(F.cross_entropy(m(x, weights=w), y) for x, y in batches) / len(batches)
+
+    flat = torch.cat([a.detach().flatten() for a in alphas])
+    H = torch.autograd.functional.hessian(loss_of, flat)
+    eigs = torch.linalg.eigvalsh(H)
+    top = float(eigs[eigs.abs().argmax()])
+    est = dominant_hessian_eigenvalue(
+        m, batches, iters=100, generator=torch.Generator().manual_seed(0)
+    )
+    assert est == pytest.approx(top, rel=1e-3)
