@@ -207,7 +207,9 @@ class BatchedMLP(nn.Module):
         ``(K, P, N, D)``.
     """
 
-    def __init__(self, n_experts: int, d_in: int, d_out: int, width: int = 32, depth: int = 2):
+    def __init__(
+        self, n_experts: int, d_in: int, d_out: int, width: int = 32, depth: int = 2
+    ) -> None:
         super().__init__()
         for name, v in (("n_experts", n_experts), ("d_in", d_in), ("d_out", d_out)):
             check_int(v, name)
@@ -291,11 +293,27 @@ class ReactionDiffusion:
         return (2.0 * math.pi, self.t_end)
 
     def initial(self, x: torch.Tensor) -> torch.Tensor:
-        """Initial condition ``u(x, 0)``, same shape as ``x``."""
+        """Initial condition ``u(x, 0)``.
+
+        Args:
+            x: positions, any shape.
+
+        Returns:
+            ``u(x, 0)``, same shape as ``x``.
+        """
         return torch.exp(-((x - math.pi) ** 2) / (2.0 * (math.pi / 4.0) ** 2))
 
     def residual(self, u: torch.Tensor, u_t: torch.Tensor, u_xx: torch.Tensor) -> torch.Tensor:
-        """PDE residual ``u_t − ν u_xx − ρ u (1 − u)`` (element-wise, any shape)."""
+        """PDE residual ``u_t − ν u_xx − ρ u (1 − u)``.
+
+        Args:
+            u: solution values, any shape.
+            u_t: time derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            The residual, element-wise.
+        """
         return u_t - self.nu * u_xx - self.rho * u * (1.0 - u)
 
 

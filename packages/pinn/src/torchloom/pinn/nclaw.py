@@ -288,7 +288,11 @@ class MPMState:
         return MPMState(x, v, torch.zeros_like(eye), eye)
 
     def detach(self) -> MPMState:
-        """The same state without autograd history."""
+        """The same state without autograd history.
+
+        Returns:
+            A detached :class:`MPMState`.
+        """
         return MPMState(self.x.detach(), self.v.detach(), self.C.detach(), self.F.detach())
 
 

@@ -234,14 +234,22 @@ class TrainHistory:
     phase: list[str] = field(default_factory=list)
 
     def last(self) -> dict[str, float]:
-        """The last value of every term (and ``"total"``)."""
+        """The last recorded values.
+
+        Returns:
+            ``{term: value}`` for every term, plus ``"total"``.
+        """
         out = {k: v[-1] for k, v in self.terms.items() if v}
         if self.total:
             out["total"] = self.total[-1]
         return out
 
     def breakdown(self) -> str:
-        """One line ``total=… | term=… …`` of the last step, for logs."""
+        """The last step's loss breakdown as one log line.
+
+        Returns:
+            ``"total=… | term=… …"``.
+        """
         last = self.last()
         parts = [f"{k}={v:.3e}" for k, v in last.items() if k != "total"]
         return f"total={last.get('total', float('nan')):.3e} | " + " ".join(parts)
