@@ -9,11 +9,13 @@ from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
 
 from torchloom.theory.geometry import (
+    aligned_cluster_task,
     cluster_task,
     linear_cka,
     rdm,
     rsa,
     square_task,
+    task_alignment,
     train_one_hidden_layer,
 )
 
@@ -138,3 +140,56 @@ def test_train_validation() -> None:
     task = square_task("axis", 2)
     with pytest.raises(ValueError):
         train_one_hidden_layer(task, "gelu")  # type: ignore[arg-type]
+
+
+def test_aligned_cluster_task_geometry() -> None:
+    g = torch.Generator().manual_seed(6)
+    t0 = aligned_cluster_task(0.0, 8, 12, 3, noise=0.0, generator=g)
+    assert t0.x.shape == (24, 12) and t0.y.shape == (24, 1)
+    # Unit-norm centres; at alpha = 0 they are orthonormal (unstructured inputs).
+    c = t0.centers
+    assert torch.allclose(c @ c.T, torch.eye(8), atol=1e-5)
+    t1 = aligned_cluster_task(1.0, 8, 12, 3, noise=0.0, generator=g)
+    # At alpha = 1 the inputs only vary along the label axis: rank one and CKA(x, y) = 1.
+    assert torch.linalg.matrix_rank(t1.centers).item() == 1
+    assert linear_cka(t1.x, t1.y) == pytest.approx(1.0, abs=1e-6)
+    # Inner products follow alpha * y_i y_j off the diagonal, and CKA(x, y) grows with alpha.
+    a = 0.3
+    ta = aligned_cluster_task(a, 8, 12, 1, noise=0.0, generator=g)
+    yy = ta.cluster_targets @ ta.cluster_targets.T
+    gram = ta.centers @ ta.centers.T
+    assert torch.allclose(gram, a * yy + (1 - a) * torch.eye(8), atol=1e-5)
+    ckas = [
+        linear_cka(t.x, t.y)
+        for t in (aligned_cluster_task(al, 8, 12, 4, generator=g) for al in (0.0, 0.2, 0.6))
+    ]
+    assert ckas[0] < ckas[1] < ckas[2]
+    with pytest.raises(ValueError):
+        aligned_cluster_task(1.5)
+    with pytest.raises(ValueError):
+        aligned_cluster_task(0.1, n_clusters=7)
+    with pytest.raises(ValueError):
+        aligned_cluster_task(0.1, n_clusters=8, input_dim=8)
+
+
+def test_task_alignment_is_cka_and_bce_training() -> None:
+    g = torch.Generator().manual_seed(7)
+    task = aligned_cluster_task(0.0, 4, 10, 4, generator=g)
+    # The targets themselves are perfectly target-aligned.
+    t_al, i_al = task_alignment(task.y, task)
+    assert t_al == pytest.approx(1.0) and i_al == pytest.approx(linear_cka(task.x, task.y))
+    net = train_one_hidden_layer(task, "tanh", width=16, steps=300, lr=0.5, loss="bce", bias=False)
+    assert net.model[0].bias is None and net.model[2].bias is None
+    assert net.losses[-1] < 0.2 * net.losses[0]
+    assert torch.equal(net.model(task.x).sign(), task.y)
+    # init_scale multiplies the initial parameters.
+    a = train_one_hidden_layer(task, "relu", width=8, steps=0, seed=3)
+    b = train_one_hidden_layer(task, "relu", width=8, steps=0, seed=3, init_scale=2.0)
+    assert torch.allclose(b.model[0].weight, 2 * a.model[0].weight)
+    with pytest.raises(ValueError):
+        train_one_hidden_layer(task, "tanh", loss="hinge")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        train_one_hidden_layer(task, "tanh", init_scale=0.0)
+    with pytest.raises(ValueError):
+        bad = cluster_task(torch.eye(2), torch.tensor([0.0, 1.0]), 2)
+        train_one_hidden_layer(bad, "tanh", loss="bce", steps=1)

@@ -6,9 +6,15 @@ tanh network's hidden representation comes to mirror the *target* geometry, whil
 network's keeps more of the *input* geometry. This module provides the similarity measures
 (linear CKA, RSA), the parameterised cluster tasks and the one-hidden-layer experiment.
 
-No recipe reproduces the claim yet: with :func:`train_one_hidden_layer` on :func:`square_task`
-(and on cube-corner tasks with two targets) the ReLU hidden layer was the more target-like one
-on XOR-like tasks, and the two were within seed noise on aligned tasks.
+:func:`aligned_cluster_task` is the paper's binary-classification family with a knob on the
+alignment of input and label geometry: cluster centres ``sqrt(alpha) y_i u + sqrt(1 - alpha) r_i``
+mix a shared label (inter-class) axis ``u`` with cluster-specific orthogonal directions ``r_i``
+(the intra-class structure of the paper's Fig. 1C); ``alpha = 0`` is the unstructured task.
+Trained with the logistic (binary cross-entropy) loss in the feature-learning regime, tanh
+hidden layers end more target-aligned and ReLU hidden layers more input-aligned at every alpha
+(recipe ``theory.geometry``). With mean squared error, which stops learning as soon as the
+targets are fitted, the representation stays close to its random initial features and the
+ordering was not observed (nor on :func:`square_task` with PyTorch's default biases).
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from torch import Tensor, nn
 __all__ = [
     "ClusterTask",
     "TrainedNet",
+    "aligned_cluster_task",
     "cluster_task",
     "linear_cka",
     "rdm",
     "rsa",
     "square_task",
+    "task_alignment",
     "train_one_hidden_layer",
 ]
 
@@ -220,6 +228,58 @@ def square_task(
     return cluster_task(corners, t, n_per_cluster, input_dim, noise, generator)
 
 
+def aligned_cluster_task(
+    alpha: float,
+    n_clusters: int = 8,
+    input_dim: int = 30,
+    n_per_cluster: int = 5,
+    noise: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> ClusterTask:
+    """Binary classification of clusters with a tunable input/label alignment ``alpha``.
+
+    Cluster ``i`` has label ``y_i = +1`` for even and ``-1`` for odd ``i`` and centre
+    ``sqrt(alpha) y_i u + sqrt(1 - alpha) r_i`` where ``u, r_1, ..., r_C`` are random orthonormal
+    directions in ``input_dim`` dimensions (every centre has unit norm). ``alpha = 0`` gives
+    unstructured inputs (labels unrelated to the input geometry), ``alpha = 1`` inputs that only
+    vary along the label axis; the input/target CKA grows monotonically in between.
+
+    Args:
+        alpha: alignment in [0, 1].
+        n_clusters: C, an even number >= 2.
+        input_dim: D >= C + 1.
+        n_per_cluster: examples per cluster.
+        noise: each example is its centre plus ``noise / sqrt(D)`` times standard Gaussian noise.
+        generator: torch generator for the directions and the noise.
+
+    Returns:
+        A :class:`ClusterTask` with ``x`` (C * n_per_cluster, D) and ``y`` (C * n_per_cluster, 1).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if n_clusters < 2 or n_clusters % 2:
+        raise ValueError(f"n_clusters must be an even number >= 2, got {n_clusters}")
+    if input_dim < n_clusters + 1:
+        raise ValueError(f"input_dim must be >= n_clusters + 1 = {n_clusters + 1}, got {input_dim}")
+    y = torch.tensor([1.0, -1.0]).repeat(n_clusters // 2)
+    q, _ = torch.linalg.qr(torch.randn(input_dim, n_clusters + 1, generator=generator))
+    centers = alpha**0.5 * y[:, None] * q[:, 0] + (1.0 - alpha) ** 0.5 * q[:, 1:].T
+    return cluster_task(centers, y, n_per_cluster, None, noise / input_dim**0.5, generator)
+
+
+def task_alignment(hidden: Tensor, task: ClusterTask) -> tuple[float, float]:
+    """Target and input alignment of a representation: linear CKA with ``task.y`` and ``task.x``.
+
+    Args:
+        hidden: (N, H) representation of the task's N examples.
+        task: the :class:`ClusterTask` the representation was computed on.
+
+    Returns:
+        ``(cka(hidden, y), cka(hidden, x))``, each in [0, 1].
+    """
+    return linear_cka(hidden, task.y), linear_cka(hidden, task.x)
+
+
 @dataclass
 class TrainedNet:
     """Result of :func:`train_one_hidden_layer`.
@@ -228,7 +288,7 @@ class TrainedNet:
         model: ``nn.Sequential(Linear(D, width), activation, Linear(width, K))``.
         hidden: (N, width) hidden-layer activations on the task's inputs after training.
         hidden_init: (N, width) hidden-layer activations at initialisation.
-        losses: (steps,) training loss (mean squared error) at each step.
+        losses: (steps,) training loss at each step.
     """
 
     model: nn.Sequential
@@ -244,9 +304,23 @@ def train_one_hidden_layer(
     steps: int = 1000,
     lr: float = 0.05,
     seed: int = 0,
+    loss: Literal["mse", "bce"] = "mse",
+    bias: bool = True,
+    init_scale: float = 1.0,
 ) -> TrainedNet:
-    """Train ``Linear -> activation -> Linear`` on ``task`` by full-batch gradient descent on
-    mean squared error (PyTorch default initialisation, seeded by ``seed``).
+    """Train ``Linear -> activation -> Linear`` on ``task`` by full-batch gradient descent.
+
+    Args:
+        task: the task; ``task.y`` are the (N, K) targets (±1 labels for ``loss="bce"``).
+        activation: ``"tanh"`` or ``"relu"``.
+        width: number of hidden units.
+        steps: gradient-descent steps.
+        lr: learning rate.
+        seed: seed of the (PyTorch default) initialisation.
+        loss: ``"mse"`` (mean squared error) or ``"bce"`` (logistic loss
+            ``mean(softplus(-y f(x)))`` on ±1 labels, i.e. binary cross-entropy).
+        bias: whether both layers have biases.
+        init_scale: factor applied to every initial parameter.
 
     Returns:
         A :class:`TrainedNet` with the model and the (N, width) hidden representations.
@@ -256,22 +330,37 @@ def train_one_hidden_layer(
         raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
     if width < 1 or steps < 0:
         raise ValueError("width must be >= 1 and steps >= 0")
+    if loss not in ("mse", "bce"):
+        raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}")
+    if init_scale <= 0:
+        raise ValueError(f"init_scale must be > 0, got {init_scale}")
     x, y = task.x.float(), task.y.float()
+    if loss == "bce" and not bool((y.abs() == 1).all()):
+        raise ValueError("loss='bce' needs task.y in {-1, +1}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = nn.Sequential(
-            nn.Linear(x.shape[1], width), acts[activation](), nn.Linear(width, y.shape[1])
+            nn.Linear(x.shape[1], width, bias=bias),
+            acts[activation](),
+            nn.Linear(width, y.shape[1], bias=bias),
         )
+    if init_scale != 1.0:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(init_scale)
     with torch.no_grad():
         hidden_init = model[1](model[0](x)).clone()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     losses = torch.empty(steps)
     for i in range(steps):
         opt.zero_grad()
-        loss = (model(x) - y).pow(2).mean()
-        loss.backward()
+        out = model(x)
+        value = (
+            (out - y).pow(2).mean() if loss == "mse" else nn.functional.softplus(-y * out).mean()
+        )
+        value.backward()
         opt.step()
-        losses[i] = loss.detach()
+        losses[i] = value.detach()
     with torch.no_grad():
         hidden = model[1](model[0](x)).clone()
     return TrainedNet(model=model, hidden=hidden, hidden_init=hidden_init, losses=losses)
