@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -144,3 +145,92 @@ def test_synthetic_documents() -> None:
     torch.testing.assert_close(again[1], degraded)
     with pytest.raises(ValueError, match="size"):
         synthetic_documents(2, 8)
+
+
+def _levenshtein(a: str, b: str) -> int:
+
+    @functools.cache
+    def d(i: int, j: int) -> int:
+        if i == 0 or j == 0:
+            return i + j
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+    return d(len(a), len(b))
+
+
+def test_character_error_rate_matches_recursive_levenshtein() -> None:
+    import random
+
+    from torchloom.vision.nafdpm import character_error_rate
+
+    rng = random.Random(0)
+    preds = ["".join(rng.choice("ABC") for _ in range(rng.randint(0, 7))) for _ in range(40)]
+    targets = ["".join(rng.choice("ABC") for _ in range(rng.randint(1, 7))) for _ in range(40)]
+    want = sum(_levenshtein(p, t) for p, t in zip(preds, targets)) / sum(map(len, targets))
+    assert character_error_rate(preds, targets) == pytest.approx(want)
+    assert character_error_rate(targets, targets) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        character_error_rate(["A"], [])
+
+
+def test_ctc_greedy_decode_and_loss_agree_on_a_known_path() -> None:
+    from torchloom.vision.nafdpm import TEXT_ALPHABET, ctc_greedy_decode, encode_text
+
+    word = "AAB1"
+    # path: A A _ A B B _ 1 _ -> "AAB1" (the blank separates the repeated A)
+    path = [1, 1, 0, 1, 2, 2, 0, TEXT_ALPHABET.index("1") + 1, 0]
+    logits = torch.full((len(path), 1, len(TEXT_ALPHABET) + 1), -10.0)
+    for t, k in enumerate(path):
+        logits[t, 0, k] = 10.0
+    log_probs = logits.log_softmax(-1)
+    assert ctc_greedy_decode(log_probs) == [word]
+    targets, lengths = encode_text([word])
+    good = torch.nn.functional.ctc_loss(log_probs, targets, torch.tensor([9]), lengths)
+    bad_t, bad_l = encode_text(["AB1"])
+    bad = torch.nn.functional.ctc_loss(log_probs, bad_t, torch.tensor([9]), bad_l)
+    assert float(good) < 1e-3 < float(bad)
+    with pytest.raises(ValueError, match="alphabet"):
+        encode_text(["a?"])
+
+
+def test_synthetic_text_lines_and_crnn_shapes() -> None:
+    from torchloom.vision.nafdpm import CRNN, TEXT_ALPHABET, synthetic_text_lines
+
+    clean, degraded, texts = synthetic_text_lines(5, 24, 96, (4, 7), seed=1)
+    assert clean.shape == degraded.shape == (5, 1, 24, 96) and len(texts) == 5
+    assert all(4 <= len(t) <= 7 and set(t) <= set(TEXT_ALPHABET) for t in texts)
+    # more characters -> more ink
+    ink = (clean < 0.5).float().sum(dim=(1, 2, 3))
+    assert (
+        float(torch.corrcoef(torch.stack([ink, torch.tensor([len(t) for t in texts])]))[0, 1]) > 0
+    )
+    again = synthetic_text_lines(5, 24, 96, (4, 7), seed=1)
+    torch.testing.assert_close(again[1], degraded)
+    assert again[2] == texts
+    crnn = CRNN(height=24)
+    out = crnn(clean)
+    assert out.shape == (24, 5, len(TEXT_ALPHABET) + 1)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(24, 5))
+    with pytest.raises(ValueError, match="width"):
+        synthetic_text_lines(2, 24, 40, (4, 7))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        CRNN(height=20)
+
+
+def test_ocr_aware_loss_reduces_to_diffusion_loss_and_trains_the_restorer() -> None:
+    from torchloom.vision.nafdpm import CRNN, ocr_aware_loss
+
+    torch.manual_seed(0)
+    model = ResidualDiffusion(NAFNet(1, 1, width=8), NAFNet(2, 1, width=8, time_embedding=True))
+    crnn = CRNN(height=24).eval().requires_grad_(False)
+    x = torch.rand(2, 1, 24, 32)
+    y = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    texts = ["AB", "C1"]
+    plain = model.loss(y, x, generator=torch.Generator().manual_seed(4))
+    same = ocr_aware_loss(model, crnn, y, x, texts, 0.0, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(same, plain)
+    loss = ocr_aware_loss(model, crnn, y, x, texts, 1.0, torch.Generator().manual_seed(4))
+    assert float(loss) > float(plain)
+    loss.backward()
+    assert all(p.grad is not None for p in model.denoiser.parameters())
+    assert all(p.grad is None for p in crnn.parameters())

@@ -15,7 +15,7 @@ RECIPES = recipes_in(recipes_module)
 
 
 def test_recipes_are_registered() -> None:
-    assert set(RECIPES) >= {"vision.msssim", "vision.skeleton"}
+    assert set(RECIPES) >= {"vision.dta", "vision.msssim", "vision.nafdpm", "vision.skeleton"}
     for r in RECIPES.values():
         assert r.package == "vision" and r.claims and r.papers
 

@@ -2,6 +2,17 @@
 
 from importlib.metadata import version as _version
 
+from torchloom.vision.dta import (
+    DTN as DTN,
+    Scenes as Scenes,
+    TinyDetector as TinyDetector,
+    expand_texture as expand_texture,
+    object_mask as object_mask,
+    optimize_camouflage as optimize_camouflage,
+    paint_textures as paint_textures,
+    render as render,
+    sample_scenes as sample_scenes,
+)
 from torchloom.vision.msssim import (
     MS_SSIM_WEIGHTS as MS_SSIM_WEIGHTS,
     MSSSIMLoss as MSSSIMLoss,
@@ -12,14 +23,21 @@ from torchloom.vision.msssim import (
     ssim as ssim,
 )
 from torchloom.vision.nafdpm import (
+    CRNN as CRNN,
+    TEXT_ALPHABET as TEXT_ALPHABET,
     LayerNorm2d as LayerNorm2d,
     NAFBlock as NAFBlock,
     NAFNet as NAFNet,
     ResidualDiffusion as ResidualDiffusion,
     SimpleGate as SimpleGate,
+    character_error_rate as character_error_rate,
+    ctc_greedy_decode as ctc_greedy_decode,
     dpm_solver_sample as dpm_solver_sample,
+    encode_text as encode_text,
     linear_alpha_bars as linear_alpha_bars,
+    ocr_aware_loss as ocr_aware_loss,
     synthetic_documents as synthetic_documents,
+    synthetic_text_lines as synthetic_text_lines,
 )
 from torchloom.vision.skeleton import (
     Skeletonize as Skeletonize,
@@ -34,27 +52,43 @@ from torchloom.vision.skeleton import (
 __version__ = _version("torchloom-vision")
 
 __all__: list[str] = [
+    "CRNN",
+    "DTN",
     "MS_SSIM_WEIGHTS",
+    "TEXT_ALPHABET",
     "LayerNorm2d",
     "MSSSIMLoss",
     "NAFBlock",
     "NAFNet",
     "ResidualDiffusion",
     "SSIMLoss",
+    "Scenes",
     "SimpleGate",
     "Skeletonize",
+    "TinyDetector",
     "__version__",
     "binarize",
+    "character_error_rate",
     "cldice_loss",
+    "ctc_greedy_decode",
     "dpm_solver_sample",
+    "encode_text",
     "endpoints",
+    "expand_texture",
     "gaussian_window",
     "linear_alpha_bars",
     "ms_ssim",
     "ms_ssim_min_size",
+    "object_mask",
+    "ocr_aware_loss",
+    "optimize_camouflage",
+    "paint_textures",
+    "render",
+    "sample_scenes",
     "simple_points",
     "skeletonize",
     "soft_skeleton",
     "ssim",
     "synthetic_documents",
+    "synthetic_text_lines",
 ]

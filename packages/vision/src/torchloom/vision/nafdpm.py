@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,14 +38,21 @@ from torch import Tensor, nn
 from torchloom.core.checks import check_floating, check_ndim, check_positive
 
 __all__ = [
+    "CRNN",
+    "TEXT_ALPHABET",
     "LayerNorm2d",
     "NAFBlock",
     "NAFNet",
     "ResidualDiffusion",
     "SimpleGate",
+    "character_error_rate",
+    "ctc_greedy_decode",
     "dpm_solver_sample",
+    "encode_text",
     "linear_alpha_bars",
+    "ocr_aware_loss",
     "synthetic_documents",
+    "synthetic_text_lines",
 ]
 
 
@@ -354,11 +362,7 @@ def synthetic_documents(n: int, size: int = 64, *, seed: int = 0) -> tuple[Tenso
     if isinstance(size, bool) or not isinstance(size, int) or size < 16:
         raise ValueError(f"size must be an int >= 16, got {size!r}")
     try:
-        import io
-
-        import numpy as np
         from PIL import Image, ImageDraw, ImageFont
-        from scipy import ndimage
     except ImportError as err:  # pragma: no cover - pillow ships with matplotlib
         raise ImportError("synthetic_documents needs Pillow: pip install pillow") from err
     rng = np.random.default_rng(seed)
@@ -376,24 +380,246 @@ def synthetic_documents(n: int, size: int = 64, *, seed: int = 0) -> tuple[Tenso
         return np.asarray(img, dtype=np.float64) / 255.0
 
     clean = np.stack([page() for _ in range(n)])
-    degraded = np.empty_like(clean)
-    yy, xx = np.mgrid[:size, :size] / size
-    for i in range(n):
-        d = clean[i].copy()
-        bleed = page()[:, ::-1]
-        d = d * (1.0 - rng.uniform(0.15, 0.35) * (1.0 - bleed))
-        for _ in range(int(rng.integers(1, 4))):
-            cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.3)
-            stain = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
-            d = d * (1.0 - rng.uniform(0.2, 0.45) * stain)
-        light = 1.0 - rng.uniform(0.0, 0.3) * (yy * rng.uniform(-1, 1) + xx * rng.uniform(-1, 1))
-        d = ndimage.gaussian_filter(d * light, rng.uniform(0.4, 0.9))
-        d = d + rng.normal(0.0, rng.uniform(0.02, 0.06), d.shape)
-        buf = io.BytesIO()
-        pil = Image.fromarray((np.clip(d, 0, 1) * 255).round().astype(np.uint8))
-        pil.save(buf, format="JPEG", quality=int(rng.integers(15, 46)))
-        degraded[i] = np.asarray(Image.open(buf), dtype=np.float64) / 255.0
+    degraded = np.stack([_degrade(clean[i], page()[:, ::-1], rng) for i in range(n)])
     return (
         torch.tensor(clean, dtype=torch.float32).unsqueeze(1),
         torch.tensor(degraded, dtype=torch.float32).unsqueeze(1),
     )
+
+
+def _degrade(clean: np.ndarray, bleed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bleed-through, stains, uneven light, blur, noise and JPEG on one ``(H, W)`` page."""
+    import io
+
+    from PIL import Image
+    from scipy import ndimage
+
+    h, w = clean.shape
+    yy, xx = np.mgrid[:h, :w] / max(h, w)
+    d = clean * (1.0 - rng.uniform(0.15, 0.35) * (1.0 - bleed))
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.uniform(0, h / max(h, w)), rng.uniform(0, w / max(h, w))
+        r = rng.uniform(0.1, 0.3)
+        stain = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
+        d = d * (1.0 - rng.uniform(0.2, 0.45) * stain)
+    light = 1.0 - rng.uniform(0.0, 0.3) * (yy * rng.uniform(-1, 1) + xx * rng.uniform(-1, 1))
+    d = ndimage.gaussian_filter(d * light, rng.uniform(0.4, 0.9))
+    d = d + rng.normal(0.0, rng.uniform(0.02, 0.06), d.shape)
+    buf = io.BytesIO()
+    pil = Image.fromarray((np.clip(d, 0, 1) * 255).round().astype(np.uint8))
+    pil.save(buf, format="JPEG", quality=int(rng.integers(15, 46)))
+    return np.asarray(Image.open(buf), dtype=np.float64) / 255.0
+
+
+TEXT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+"""Characters of :func:`synthetic_text_lines`; class ``k + 1`` is ``TEXT_ALPHABET[k]``, 0 the
+CTC blank."""
+
+
+def synthetic_text_lines(
+    n: int,
+    height: int = 32,
+    width: int = 128,
+    length: tuple[int, int] = (5, 9),
+    *,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Single text lines with their transcriptions, for OCR-aware restoration.
+
+    Each line holds ``length[0]..length[1]`` random characters of :data:`TEXT_ALPHABET` in PIL's
+    bundled font (size 0.45-0.55 of the height, random offset), black on white; the degraded
+    copy goes through the bleed-through/stain/illumination/blur/noise/JPEG chain of
+    :func:`synthetic_documents`.
+
+    Args:
+        n: number of lines.
+        height, width: image size (``height >= 24``, ``width >= 16 * length[1]``).
+        length: inclusive range of characters per line.
+        seed: numpy seed of the generator.
+
+    Returns:
+        ``clean``, ``degraded`` ``(n, 1, height, width)`` in ``[0, 1]`` and the ``n`` strings.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    lo, hi = length
+    if not 1 <= lo <= hi:
+        raise ValueError(f"length must be (lo, hi) with 1 <= lo <= hi, got {length!r}")
+    if height < 24 or width < 12 * hi:
+        raise ValueError(
+            f"height must be >= 24 and width >= 12 * length[1] = {12 * hi}, got {height}x{width}"
+        )
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    fmin, fmax = round(0.45 * height), round(0.55 * height)
+
+    def line() -> tuple[np.ndarray, str]:
+        text = "".join(rng.choice(list(TEXT_ALPHABET), int(rng.integers(lo, hi + 1))))
+        img = Image.new("L", (width, height), 255)
+        draw = ImageDraw.Draw(img)
+        font = ImageFont.load_default(size=int(rng.integers(fmin, fmax + 1)))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        x = int(rng.integers(0, max(width - int(right - left), 1))) - int(left)
+        y = (height - int(bottom - top)) // 2 - int(top) + int(rng.integers(-2, 3))
+        draw.text((x, y), text, fill=0, font=font)
+        return np.asarray(img, dtype=np.float64) / 255.0, text
+
+    pages = [line() for _ in range(n)]
+    clean = np.stack([p for p, _ in pages])
+    degraded = np.stack([_degrade(clean[i], line()[0][:, ::-1], rng) for i in range(n)])
+    return (
+        torch.tensor(clean, dtype=torch.float32).unsqueeze(1),
+        torch.tensor(degraded, dtype=torch.float32).unsqueeze(1),
+        [t for _, t in pages],
+    )
+
+
+def encode_text(texts: Sequence[str], alphabet: str = TEXT_ALPHABET) -> tuple[Tensor, Tensor]:
+    """CTC targets: concatenated class indices (blank = 0) ``(sum L,)`` and lengths ``(B,)``."""
+    index = {c: k + 1 for k, c in enumerate(alphabet)}
+    flat: list[int] = []
+    for t in texts:
+        for c in t:
+            if c not in index:
+                raise ValueError(f"texts contain {c!r}, which is not in the alphabet")
+            flat.append(index[c])
+    return torch.tensor(flat, dtype=torch.long), torch.tensor([len(t) for t in texts])
+
+
+def ctc_greedy_decode(log_probs: Tensor, alphabet: str = TEXT_ALPHABET) -> list[str]:
+    """Best-path CTC decoding of ``(T, B, K + 1)`` scores: argmax, merge repeats, drop blanks."""
+    check_ndim(log_probs, "log_probs", 3, "(T, B, K + 1)")
+    best = log_probs.argmax(-1).T.tolist()
+    out = []
+    for seq in best:
+        chars = [alphabet[k - 1] for j, k in enumerate(seq) if k and (j == 0 or seq[j - 1] != k)]
+        out.append("".join(chars))
+    return out
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def character_error_rate(predictions: Sequence[str], targets: Sequence[str]) -> float:
+    """Total Levenshtein distance over total target length (the OCR character error rate)."""
+    if len(predictions) != len(targets):
+        raise ValueError(
+            f"predictions and targets must have the same length, got {len(predictions)} and "
+            f"{len(targets)}"
+        )
+    total = sum(len(t) for t in targets)
+    if total == 0:
+        raise ValueError("targets must contain at least one character")
+    return sum(_edit_distance(p, t) for p, t in zip(predictions, targets)) / total
+
+
+class CRNN(nn.Module):
+    """Small convolutional-recurrent text recogniser (Shi et al. 2016) trained with CTC.
+
+    Three conv-BN-ReLU stages (pooling ``2x2, 2x2, 2x1``), the column features through a
+    bidirectional LSTM, a linear layer to ``len(alphabet) + 1`` classes (0 = blank).
+
+    Args:
+        num_classes: characters in the alphabet (the blank is added).
+        height: input height (divisible by 8).
+        hidden: LSTM hidden size per direction.
+        channels: channels of the three conv stages.
+
+    Shapes: ``(B, 1, height, W) -> (W / 4, B, num_classes + 1)`` log-probabilities, the layout
+    :func:`torch.nn.functional.ctc_loss` takes.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = len(TEXT_ALPHABET),
+        height: int = 32,
+        hidden: int = 64,
+        channels: tuple[int, int, int] = (16, 32, 64),
+    ) -> None:
+        super().__init__()
+        if height % 8:
+            raise ValueError(f"height must be divisible by 8, got {height}")
+
+        def stage(cin: int, cout: int, pool: tuple[int, int]) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.MaxPool2d(pool),
+            )
+
+        c1, c2, c3 = channels
+        self.height = height
+        self.features = nn.Sequential(
+            stage(1, c1, (2, 2)), stage(c1, c2, (2, 2)), stage(c2, c3, (2, 1))
+        )
+        self.rnn = nn.LSTM(c3 * (height // 8), hidden, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, num_classes + 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_ndim(x, "x", 4, "(B, 1, H, W)")
+        if x.shape[1] != 1 or x.shape[2] != self.height or x.shape[3] % 4:
+            raise ValueError(
+                f"x must be (B, 1, {self.height}, W) with W divisible by 4, got {tuple(x.shape)}"
+            )
+        f = self.features(x)  # (B, C, H/8, W/4)
+        seq = f.flatten(1, 2).permute(2, 0, 1)  # (T, B, C * H/8)
+        out, _ = self.rnn(seq)
+        return F.log_softmax(self.head(out), dim=-1)
+
+    def loss(self, x: Tensor, texts: Sequence[str], alphabet: str = TEXT_ALPHABET) -> Tensor:
+        """Mean CTC loss of images ``(B, 1, H, W)`` against their transcriptions."""
+        log_probs = self(x)
+        targets, lengths = encode_text(texts, alphabet)
+        steps = torch.full((x.shape[0],), log_probs.shape[0], dtype=torch.long)
+        return F.ctc_loss(log_probs, targets.to(x.device), steps, lengths, zero_infinity=True)
+
+
+def ocr_aware_loss(
+    model: ResidualDiffusion,
+    ocr: CRNN,
+    y: Tensor,
+    x: Tensor,
+    texts: Sequence[str],
+    weight: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """NAF-DPM's OCR-aware fine-tuning loss: the diffusion loss plus ``weight`` times a frozen
+    recogniser's CTC loss on the one-step restoration ``P(y) + D(r_t, P(y), t)``.
+
+    Args:
+        model: the residual diffusion model being fine-tuned.
+        ocr: a trained :class:`CRNN`, frozen (``requires_grad_(False)``) and in eval mode.
+        y, x: degraded and clean images ``(B, 1, H, W)``.
+        texts: the ``B`` transcriptions.
+        weight: CTC weight.
+        generator: randomness of ``t`` and the noise.
+
+    Returns:
+        Scalar loss.
+    """
+    check_floating(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(
+            f"x and y must have the same shape, got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    x_hat = model.predictor(y)
+    r0 = x - x_hat.detach()
+    ab = model.alpha_bars.to(x.dtype)
+    t = torch.randint(0, ab.numel(), (x.shape[0],), generator=generator).to(x.device)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    a = ab[t].view(-1, 1, 1, 1)
+    r_t = a.sqrt() * r0 + (1.0 - a).sqrt() * noise
+    r0_hat = model.denoiser(torch.cat([r_t, x_hat.detach()], dim=1), t)
+    diffusion = F.l1_loss(x_hat, x) + F.l1_loss(r0_hat, r0)
+    restored = x_hat + r0_hat
+    ocr_loss = ocr.loss(restored, texts)
+    return diffusion + weight * ocr_loss
