@@ -9,7 +9,14 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from torchloom.hypernet import path_length, permute_for_smoothness, shortest_hamiltonian_path
+from torchloom.hypernet import (
+    NeuMeta,
+    fit_neumeta,
+    path_length,
+    permute_for_smoothness,
+    shortest_hamiltonian_path,
+    weighted_reconstruction_loss,
+)
 
 
 def _brute(dist: torch.Tensor) -> float:
@@ -75,3 +82,127 @@ def test_bad_input():
         permute_for_smoothness(nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3), nn.Linear(3, 1)))
     with pytest.raises(ValueError, match="square"):
         shortest_hamiltonian_path(torch.zeros(2, 3))
+
+
+# --- the INR hypernetwork -------------------------------------------------------------------
+
+
+def _small(**kw):
+    torch.manual_seed(0)
+    return NeuMeta(6, 3, depth=2, max_width=12, min_width=3, hidden=16, layers=2, num_freqs=3, **kw)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 20))
+def test_sampled_network_has_requested_shapes(width):
+    h = _small()
+    net = h.sample(width)
+    assert dict((n, p.shape) for n, p in net.named_parameters()) == h.shapes(width)
+    assert net(torch.randn(4, 6)).shape == (4, 3)
+
+
+def test_forward_equals_sampled_module():
+    h = _small()
+    x = torch.randn(5, 6)
+    for width in (3, 7, 12):
+        torch.testing.assert_close(h(x, width), h.sample(width)(x))
+
+
+def test_averaging_without_noise_is_one_draw():
+    h = _small()
+    g = torch.Generator().manual_seed(0)
+    one = h.weights(7)
+    many = h.weights(7, noise=0.0, samples=4, generator=g)
+    for n in one:
+        torch.testing.assert_close(many[n], one[n])
+    noisy = h.weights(7, noise=1.0, samples=4, generator=g)
+    assert any(not torch.allclose(noisy[n], one[n]) for n in one)
+
+
+def test_weights_scale_with_inverse_fan_in():
+    # the heads predict fan-in-independent values; a tensor's entries are divided by fan-in
+    h = _small()
+    with torch.no_grad():
+        for p in h.parameters():
+            p.zero_()
+        for head in h.heads.values():
+            head.out.bias.fill_(1.0)
+    w = h.weights(5)
+    torch.testing.assert_close(w["0.weight"], torch.full((5, 6), 1 / 6))
+    torch.testing.assert_close(w["2.weight"], torch.full((5, 5), 1 / 5))
+    torch.testing.assert_close(w["0.bias"], torch.ones(5))
+
+
+def test_gradients_reach_every_head():
+    h = _small()
+    h(torch.randn(4, 6), 5).square().sum().backward()
+    for name, head in h.heads.items():
+        assert head.out.weight.grad is not None and head.out.weight.grad.abs().sum() > 0, name
+
+
+def test_weighted_reconstruction_loss_formula():
+    g = torch.Generator().manual_seed(0)
+    t = {"a": torch.randn(3, 4, generator=g), "b": torch.randn(5, generator=g)}
+    p = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in t.items()}
+    assert float(weighted_reconstruction_loss(t, t)) == 0.0
+    manual = []
+    for k in t:
+        imp = t[k].abs() + 1e-6
+        manual.append((imp / imp.max() * (p[k] - t[k]) ** 2).mean())
+    torch.testing.assert_close(weighted_reconstruction_loss(p, t), torch.stack(manual).mean())
+    with pytest.raises(ValueError, match="different tensors"):
+        weighted_reconstruction_loss({"a": p["a"]}, t)
+
+
+def test_fit_reconstructs_the_pretrained_network():
+    h = _small()
+    torch.manual_seed(1)
+    target = nn.Sequential(
+        nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
+    )
+    tgt = dict(target.named_parameters())
+    with torch.no_grad():
+        before = float(weighted_reconstruction_loss(h.weights(12), tgt))
+    losses = fit_neumeta(
+        h,
+        None,
+        None,
+        ce_weight=0.0,
+        steps=150,
+        pretrained=target,
+        lr=3e-3,
+        reg_weight=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with torch.no_grad():
+        after = float(weighted_reconstruction_loss(h.weights(12), tgt))
+    assert after < 0.5 * before
+    assert len(losses) == 150
+
+
+def test_fit_learns_the_task_at_several_widths():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    h = _small()
+    fit_neumeta(h, x, y, steps=300, lr=3e-3, generator=g)
+    with torch.no_grad():
+        for width in (6, 9, 12):
+            acc = float((h(x, width).argmax(-1) == y).float().mean())
+            assert acc > 0.65, (width, acc)  # majority class: 0.5
+
+
+def test_neumeta_bad_input():
+    h = _small()
+    with pytest.raises(ValueError, match="width"):
+        h.weights(0)
+    with pytest.raises(ValueError, match="max_width"):
+        NeuMeta(6, 3, max_width=4, min_width=8)
+    with pytest.raises(ValueError, match="x must be"):
+        h(torch.randn(4, 5), 3)
+    with pytest.raises(ValueError, match="max_width"):
+        fit_neumeta(
+            h, None, None, ce_weight=0.0, steps=1, pretrained=nn.Sequential(nn.Linear(6, 3))
+        )
+    with pytest.raises(ValueError, match="x and y"):
+        fit_neumeta(h, None, None, steps=1)
