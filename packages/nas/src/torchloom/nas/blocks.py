@@ -476,6 +476,13 @@ class _ChosenLayer(nn.Module):
 class ChainNet(nn.Module):
     """The discrete network of a chain architecture (built by :func:`build_chain`).
 
+    Args:
+        choice: one op name per searchable layer (``"zero"`` makes the layer the identity).
+        in_channels: image channels.
+        num_classes: classifier outputs.
+        stem_channels: stem width.
+        stages: ``(channels, layers, stride)`` per stage, as in :class:`ChainSupernet`.
+
     Shapes:
         x: ``(B, in_channels, H, W)``; output: ``(B, num_classes)``.
     """
