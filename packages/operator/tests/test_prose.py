@@ -39,7 +39,7 @@ _exprs = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(_exprs, min_size=1, max_size=2))
 def test_tokenizer_round_trip(exprs: list[sympy.Expr]) -> None:
     exprs = [e for e in exprs if e != 0]
