@@ -1,6 +1,8 @@
 """Graph networks on PyTorch Geometric. Implemented so far: ForwardGNN (forward learning
 without backprop across layers), Neural Snowflakes (trainable latent metrics for graph-metric
-embedding) and a citation-like graph generator; STABLE and LPGNAS are planned."""
+embedding), STABLE (unsupervised structure refinement against poisoning, with DICE/random/
+meta-gradient PGD attacks), LPGNAS (joint architecture and bit-width search) and a
+citation-like graph generator."""
 
 from importlib.metadata import version as _version
 
@@ -18,20 +20,48 @@ from torchloom.gnn.snowflake import (
     fit_graph_embedding as fit_graph_embedding,
     graph_distances as graph_distances,
 )
+from torchloom.gnn.stable import (
+    STABLE as STABLE,
+    AdvancedGCN as AdvancedGCN,
+    AdvancedGCNConv as AdvancedGCNConv,
+    STABLEEncoder as STABLEEncoder,
+    advanced_gcn_norm as advanced_gcn_norm,
+    contrastive_embeddings as contrastive_embeddings,
+    dice_attack as dice_attack,
+    jaccard_prune as jaccard_prune,
+    jaccard_similarity as jaccard_similarity,
+    pgd_attack as pgd_attack,
+    random_attack as random_attack,
+    recover_edges as recover_edges,
+    refine_graph as refine_graph,
+)
 
 __version__ = _version("torchloom-gnn")
 
 __all__ = [
+    "STABLE",
+    "AdvancedGCN",
+    "AdvancedGCNConv",
     "EmbeddingFit",
     "ForwardGNN",
+    "STABLEEncoder",
     "SnowflakeEmbedding",
     "SnowflakeMetric",
     "__version__",
     "add_virtual_nodes",
+    "advanced_gcn_norm",
     "check_graph",
     "citation_graph",
+    "contrastive_embeddings",
+    "dice_attack",
     "embedding_distortion",
     "fit_graph_embedding",
     "graph_distances",
+    "jaccard_prune",
+    "jaccard_similarity",
+    "pgd_attack",
+    "random_attack",
+    "recover_edges",
+    "refine_graph",
     "split_masks",
 ]

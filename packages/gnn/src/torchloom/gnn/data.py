@@ -20,7 +20,17 @@ def split_masks(
     y: torch.Tensor, per_class: int, n_val: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Planetoid-style split: ``per_class`` training nodes per class, ``n_val`` validation nodes,
-    the rest test. Returns boolean masks ``(N,)``."""
+    the rest test.
+
+    Args:
+        y: integer labels ``(N,)``.
+        per_class: training nodes per class.
+        n_val: validation nodes.
+        generator: source of randomness.
+
+    Returns:
+        Boolean masks ``(train, val, test)``, each ``(N,)``.
+    """
     n = y.numel()
     perm = torch.randperm(n, generator=generator)
     train = torch.zeros(n, dtype=torch.bool)
@@ -45,13 +55,30 @@ def citation_graph(
     per_class: int = 20,
     n_val: int = 100,
     generator: torch.Generator | None = None,
+    topic_size: int | None = None,
 ) -> Data:
     """A homophilous stochastic block model with class-correlated bag-of-words features.
 
     Each edge stays inside its class with probability ``homophily``; each node draws
-    ``words_per_node`` words, a share ``topic_strength`` from its class's topic (a random fifth of
-    the vocabulary) and the rest uniformly. Returns ``Data(x (N, n_words) binary, edge_index,
-    y (N,), train_mask, val_mask, test_mask)``.
+    ``words_per_node`` words, a share ``topic_strength`` from its class's topic (``topic_size``
+    random words, default a fifth of the vocabulary) and the rest uniformly.
+
+    Args:
+        n_nodes: number of nodes ``N``.
+        n_classes: number of classes.
+        avg_degree: expected mean degree.
+        homophily: probability that an edge stays inside its class.
+        n_words: vocabulary size (feature dimension).
+        words_per_node: words drawn per node.
+        topic_strength: share of a node's words drawn from its class's topic.
+        per_class: training nodes per class.
+        n_val: validation nodes.
+        generator: source of randomness.
+        topic_size: words per class topic (default ``n_words // 5``).
+
+    Returns:
+        ``Data(x (N, n_words) binary, edge_index (2, E) undirected, y (N,), train_mask,
+        val_mask, test_mask)``.
     """
     if n_nodes < n_classes * (per_class + 1):
         raise ValueError(
@@ -72,7 +99,10 @@ def citation_graph(
         dst[sel] = by_class[c][pick]
     keep = src != dst
     edge_index = to_undirected(torch.stack([src[keep], dst[keep]]), num_nodes=n_nodes)
-    topic_size = max(1, n_words // 5)
+    if topic_size is None:
+        topic_size = max(1, n_words // 5)
+    elif not 1 <= topic_size <= n_words:
+        raise ValueError(f"topic_size must lie in [1, n_words={n_words}], got {topic_size}")
     topics = torch.stack(
         [torch.randperm(n_words, generator=g)[:topic_size] for _ in range(n_classes)]
     )

@@ -1,0 +1,237 @@
+"""STABLE: Jaccard pruning, recovery views, refinement, advanced GCN and the attacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.utils import to_torch_coo_tensor
+
+from torchloom.gnn.data import citation_graph
+from torchloom.gnn.stable import (
+    STABLE,
+    AdvancedGCNConv,
+    _dense,
+    _dense_norm,
+    _upper,
+    advanced_gcn_norm,
+    dice_attack,
+    jaccard_prune,
+    jaccard_similarity,
+    pgd_attack,
+    random_attack,
+    recover_edges,
+    refine_graph,
+)
+
+
+def _pairs(ei: torch.Tensor) -> set[tuple[int, int]]:
+    return {(int(a), int(b)) for a, b in ei.T}
+
+
+def _graph(n: int = 120, seed: int = 0):  # type: ignore[no-untyped-def]
+    return citation_graph(
+        n_nodes=n,
+        n_words=60,
+        words_per_node=8,
+        per_class=4,
+        n_val=20,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def test_jaccard_matches_brute_force() -> None:
+    data = _graph()
+    sim = jaccard_similarity(data.x, data.edge_index)
+    for e in range(0, data.edge_index.shape[1], 7):
+        i, j = data.edge_index[:, e].tolist()
+        a, b = (
+            set(torch.nonzero(data.x[i]).flatten().tolist()),
+            set(torch.nonzero(data.x[j]).flatten().tolist()),
+        )
+        assert sim[e].item() == pytest.approx(len(a & b) / len(a | b))
+
+
+def test_jaccard_prune_partitions_edges() -> None:
+    data = _graph()
+    kept, removed = jaccard_prune(data.x, data.edge_index, 0.1)
+    k, r, full = _pairs(kept), _pairs(removed), _pairs(data.edge_index)
+    assert not k & r and k | r == full
+    assert (jaccard_similarity(data.x, kept) >= 0.1).all()
+    assert (jaccard_similarity(data.x, removed) < 0.1).all()
+    assert k == {(b, a) for a, b in k}  # undirected
+
+
+def test_recover_edges_between_kept_and_union() -> None:
+    data = _graph()
+    kept, removed = jaccard_prune(data.x, data.edge_index, 0.1)
+    n = data.num_nodes
+    g = torch.Generator().manual_seed(0)
+    assert _pairs(recover_edges(kept, removed, 0.0, n, g)) == _pairs(kept)
+    assert _pairs(recover_edges(kept, removed, 1.0, n, g)) == _pairs(data.edge_index)
+    half = _pairs(recover_edges(kept, removed, 0.5, n, g))
+    assert _pairs(kept) <= half <= _pairs(data.edge_index)
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+def test_refine_graph_respects_k_and_no_self_or_duplicates(k: int) -> None:
+    torch.manual_seed(0)
+    n = 50
+    z = torch.randn(n, 8)
+    ei = random_attack(torch.empty(2, 0, dtype=torch.long), n, 80, "add")
+    out = refine_graph(z, ei, t1=0.2, k=k)
+    assert (out[0] != out[1]).all()
+    pairs = [tuple(p) for p in out.T.tolist()]
+    assert len(pairs) == len(set(pairs))
+    zn = torch.nn.functional.normalize(z, dim=1)
+    sim = zn @ zn.T
+    sim.fill_diagonal_(-2)
+    top = sim.topk(max(k, 1), 1).indices[:, :k]
+    old = _pairs(ei)
+    for i, j in pairs:
+        if (i, j) in old:
+            assert sim[i, j] >= 0.2 - 1e-6  # kept edges pass the threshold
+        else:  # added edges are someone's top-k helper
+            assert j in top[i].tolist() or i in top[j].tolist()
+    per_node = {i: sum(1 for a, b in pairs if a == i and (a, b) not in old) for i in range(n)}
+    # every node receives its own k helpers (kept or added) plus those it is a helper for
+    assert all(v <= n - 1 for v in per_node.values())
+    for i in range(n):
+        assert set(top[i].tolist()) <= {b for a, b in pairs if a == i}
+
+
+def test_advanced_norm_matches_dense_formula() -> None:
+    data = _graph(40)
+    n, alpha = data.num_nodes, -0.7
+    ei, w = advanced_gcn_norm(data.edge_index, n, alpha, dtype=torch.float64)
+    got = torch.zeros(n, n, dtype=torch.float64)
+    got[ei[1], ei[0]] = w
+    a = _dense(data.edge_index, n, torch.float64) + torch.eye(n, dtype=torch.float64)
+    d = a.sum(1) ** alpha
+    m = d[:, None] * a * d[None, :]
+    ref = m / m.sum(1, keepdim=True)
+    torch.testing.assert_close(got, ref)
+
+
+def test_advanced_conv_permutation_equivariant_and_sparse_dense_agree() -> None:
+    data = _graph(60)
+    torch.manual_seed(0)
+    conv = AdvancedGCNConv(data.num_features, 7, alpha=-0.3).double()
+    x = data.x.double()
+    out = conv(x, data.edge_index)
+    perm = torch.randperm(data.num_nodes)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    out_p = conv(x[perm], inv[data.edge_index])
+    torch.testing.assert_close(out_p, out[perm])
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0), size=data.num_nodes)
+    torch.testing.assert_close(conv(x, adj_t), out)
+
+
+def test_advanced_conv_alpha_half_is_rownormalised_gcn() -> None:
+    """With α = −1/2 the row-normalised matrix reduces to the random-walk ``D⁻¹(A+I)``
+    (row normalisation cancels the left factor, leaving ``a_ij d_j^{-1/2}`` normalised)."""
+    data = _graph(30)
+    n = data.num_nodes
+    ei, w = advanced_gcn_norm(data.edge_index, n, 0.0, dtype=torch.float64)
+    got = torch.zeros(n, n, dtype=torch.float64)
+    got[ei[1], ei[0]] = w
+    a = _dense(data.edge_index, n, torch.float64) + torch.eye(n, dtype=torch.float64)
+    torch.testing.assert_close(got, a / a.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("mode", ["add", "remove", "flip"])
+def test_random_attack_changes_exactly_budget(mode: str) -> None:
+    data = _graph()
+    out = random_attack(data.edge_index, data.num_nodes, 15, mode, torch.Generator().manual_seed(1))
+    before, after = (
+        _pairs(_upper(data.edge_index, data.num_nodes)),
+        _pairs(_upper(out, data.num_nodes)),
+    )
+    assert len(before ^ after) == 15
+    if mode == "add":
+        assert before <= after
+    if mode == "remove":
+        assert after <= before
+
+
+def test_dice_removes_internal_adds_external() -> None:
+    data = _graph()
+    n, y = data.num_nodes, data.y
+    out = dice_attack(data.edge_index, y, 20, 0.5, torch.Generator().manual_seed(0))
+    before, after = _pairs(_upper(data.edge_index, n)), _pairs(_upper(out, n))
+    removed, added = before - after, after - before
+    assert len(removed) == 10 and len(added) == 10
+    assert all(y[i] == y[j] for i, j in removed)
+    assert all(y[i] != y[j] for i, j in added)
+
+
+def _sgc_accuracy(x: torch.Tensor, ei: torch.Tensor, y: torch.Tensor, tr: torch.Tensor) -> float:
+    """Accuracy on unlabelled nodes of a linearised GCN ``softmax(Â² X W)`` trained on ``ei``."""
+    p = _dense_norm(_dense(ei, x.shape[0]))
+    f = p @ (p @ x)
+    w = torch.zeros(x.shape[1], int(y.max()) + 1, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(f[tr] @ w, y[tr]).backward()
+        opt.step()
+    return float(((f @ w).argmax(1) == y)[~tr].float().mean())
+
+
+def test_pgd_attack_within_budget_and_beats_random() -> None:
+    """PGD flips at most the budget; the meta-gradient (poisoning) variant hurts a linearised
+    GCN trained on the poisoned graph more than the same number of random flips."""
+    data = _graph(100)
+    x, ei, y, tr = data.x, data.edge_index, data.y, data.train_mask
+    n, budget = data.num_nodes, 40
+    g = torch.Generator().manual_seed(0)
+    before = _pairs(_upper(ei, n))
+    evasion = pgd_attack(x, ei, y, tr, budget, steps=5, inner_steps=0, generator=g)
+    assert 0 < len(before ^ _pairs(_upper(evasion, n))) <= budget
+    meta = pgd_attack(x, ei, y, tr, budget, steps=20, inner_steps=20, generator=g)
+    assert 0 < len(before ^ _pairs(_upper(meta, n))) <= budget
+    rnd = random_attack(ei, n, budget, "flip", g)
+    torch.manual_seed(0)
+    clean, acc_rnd, acc_meta = (_sgc_accuracy(x, e, y, tr) for e in (ei, rnd, meta))
+    assert acc_meta < acc_rnd - 0.03
+    assert acc_meta < clean
+
+
+def test_dense_norm_is_symmetric_gcn() -> None:
+    a = _dense(_graph(40).edge_index, 40, torch.float64)
+    p = _dense_norm(a)
+    torch.testing.assert_close(p, p.T)
+    assert torch.linalg.eigvalsh(p).max() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_stable_fit_predicts_and_refined_graph_is_clean() -> None:
+    data = _graph(120)
+    torch.manual_seed(0)
+    model = STABLE(embed_dim=16, embed_epochs=5, epochs=10, k=2, t1=(0.0, 0.5)).fit(
+        data.x,
+        data.edge_index,
+        data.y,
+        data.train_mask,
+        data.val_mask,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert model.predict(data.x).shape == (data.num_nodes,)
+    assert model.chosen["t1"] in (0.0, 0.5)
+    r = model.refined
+    assert r is not None and (r[0] != r[1]).all()
+
+
+def test_bad_inputs() -> None:
+    data = _graph(30)
+    bad = data.edge_index.clone()
+    bad[0, 0] = 99
+    with pytest.raises(ValueError, match="outside"):
+        jaccard_prune(data.x, bad)
+    with pytest.raises(TypeError, match="integer class labels"):
+        dice_attack(data.edge_index, data.y.float(), 3)
+    with pytest.raises(ValueError, match="mode"):
+        random_attack(data.edge_index, 30, 3, "swap")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be"):
+        refine_graph(torch.randn(30, 4), data.edge_index, k=30)
+    with pytest.raises(ValueError, match="val_mask"):
+        STABLE(t1=(0.1, 0.2)).fit(data.x, data.edge_index, data.y, data.train_mask)
