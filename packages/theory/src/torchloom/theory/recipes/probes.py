@@ -3,7 +3,12 @@ information plane (#51) and convergent learning (#36)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import itertools
+import math
+from typing import Any, Literal
+
+import torch
+from torch import nn
 
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.theory.geometry import (
@@ -13,8 +18,9 @@ from torchloom.theory.geometry import (
     task_alignment,
     train_one_hidden_layer,
 )
+from torchloom.theory.info_plane import InfoPlaneTracker, plot_info_plane, twelve_bit_task
 
-__all__: list[str] = ["geometry"]
+__all__: list[str] = ["geometry", "info_plane"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -125,4 +131,116 @@ def geometry(ctx: RunContext) -> Result:
         },
         figures=[ctx.savefig(fig, "geometry.png")],
         tables={"per_alpha": rows},
+    )
+
+
+@recipe(
+    name="theory.info-plane",
+    papers=(51,),
+    claims=[
+        Claim(
+            "fitting_bits",
+            ">",
+            0.5,
+            paper="fitting phase: I(X;T) of the last hidden layer first rises "
+            "(Shwartz-Ziv & Tishby 2017, Fig. 3)",
+        ),
+        Claim(
+            "compression_bits",
+            ">",
+            0.2,
+            paper="compression phase: I(X;T) of the last hidden layer then falls while "
+            "I(T;Y) keeps rising (Fig. 3, main result (i))",
+        ),
+        Claim(
+            "label_info_gain_bits",
+            ">",
+            0.5,
+            paper="the layers gain information about the label, I(T;Y) -> H(Y)",
+        ),
+        Claim(
+            "peak_epoch_fraction",
+            "<",
+            0.5,
+            paper="most training epochs are spent in the compression phase (result (i))",
+        ),
+    ],
+)
+def info_plane(ctx: RunContext) -> Result:
+    """The paper's 12-10-7-5-4-3-2 tanh net on the 12-bit task (85% of the 4096 patterns for
+    training, cross-entropy, Adam on minibatches); I(X;T) and I(T;Y) of every hidden layer by
+    binning each unit into 30 bins of [-1, 1], on all 4096 patterns, at log-spaced epochs."""
+    x, y = twelve_bit_task()
+    x, y = x.to(ctx.device), y.to(ctx.device)
+    epochs = ctx.pick(150, 1000)
+    batch = ctx.pick(512, 256)
+    lr = ctx.pick(3e-3, 1e-3)
+    seeds = ctx.pick(1, 2)
+    n_rec = ctx.pick(18, 30)
+    sizes = [12, 10, 7, 5, 4, 3]
+    record_at = sorted({int(v) for v in torch.logspace(0, math.log10(epochs), n_rec)} | {epochs})
+    g = ctx.generator
+    per_seed: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(sizes):
+            layers += [nn.Linear(a, b), nn.Tanh()]
+        model = nn.Sequential(*layers, nn.Linear(sizes[-1], 2)).to(ctx.device)
+        with torch.no_grad():
+            for m in model:
+                if isinstance(m, nn.Linear):
+                    # PyTorch's default uniform init, drawn from the run's generator.
+                    bound = 1.0 / math.sqrt(m.in_features)
+                    m.weight.copy_((torch.rand(m.weight.shape, generator=g) * 2 - 1) * bound)
+                    m.bias.copy_((torch.rand(m.bias.shape, generator=g) * 2 - 1) * bound)
+        tanhs = [m for m in model if isinstance(m, nn.Tanh)]
+        names = [f"T{i + 1} ({sizes[i + 1]})" for i in range(len(tanhs))]
+        train = torch.randperm(x.shape[0], generator=g)[: int(0.85 * x.shape[0])].to(ctx.device)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        with InfoPlaneTracker(
+            model, dict(zip(names, tanhs, strict=True)), x, y, bin_range=(-1.0, 1.0)
+        ) as trk:
+            trk.record(0)
+            for ep in ctx.progress(range(1, epochs + 1), description=f"seed {seed}: epochs"):
+                order = train[torch.randperm(train.shape[0], generator=g).to(ctx.device)]
+                for i in range(0, order.shape[0], batch):
+                    idx = order[i : i + batch]
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                    opt.step()
+                if ep in record_at:
+                    trk.record(ep)
+            e, ixt, ity = trk.trajectory(names[-1])
+            with torch.no_grad():
+                acc = float((model(x).argmax(1) == y).double().mean())
+            peak = int(ixt.argmax())
+            per_seed.append(
+                {
+                    "fitting_bits": float(ixt[peak] - ixt[0]),
+                    "compression_bits": float(ixt[peak] - ixt[-1]),
+                    "label_info_gain_bits": float(ity[-1] - ity[0]),
+                    "peak_epoch_fraction": float(e[peak] / e[-1]),
+                    "accuracy": acc,
+                }
+            )
+            ctx.log(f"seed {seed}: {per_seed[-1]}")
+            if seed == 0:
+                history = list(trk.history)
+                last = (e, ixt, ity, names[-1])
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    plot_info_plane(history, ax=axes[0])
+    e, ixt, ity, name = last
+    axes[1].semilogx(e.clamp_min(0.5), ixt, "o-", label=f"I(X;T), {name}")
+    axes[1].semilogx(e.clamp_min(0.5), ity, "s-", label=f"I(T;Y), {name}")
+    axes[1].set(xlabel="epoch", ylabel="bits", title="last hidden layer: fitting, then compression")
+    axes[1].legend()
+    fig.tight_layout()
+    metrics = {k: sum(r[k] for r in per_seed) / seeds for k in per_seed[0]}
+    return Result(
+        metrics=metrics,
+        figures=[ctx.savefig(fig, "info_plane.png")],
+        tables={"per_seed": [dict(r) for r in per_seed], "history_seed0": history},
     )
