@@ -12,6 +12,15 @@ from torchloom.gnn.forward import (
     add_virtual_nodes as add_virtual_nodes,
     check_graph as check_graph,
 )
+from torchloom.gnn.lpgnas import (
+    LPGNAS as LPGNAS,
+    LayerChoice as LayerChoice,
+    QuantGNN as QuantGNN,
+    QuantGNNLayer as QuantGNNLayer,
+    SearchSpace as SearchSpace,
+    propagate as propagate,
+    quantize_bits as quantize_bits,
+)
 from torchloom.gnn.snowflake import (
     EmbeddingFit as EmbeddingFit,
     SnowflakeEmbedding as SnowflakeEmbedding,
@@ -39,12 +48,17 @@ from torchloom.gnn.stable import (
 __version__ = _version("torchloom-gnn")
 
 __all__ = [
+    "LPGNAS",
     "STABLE",
     "AdvancedGCN",
     "AdvancedGCNConv",
     "EmbeddingFit",
     "ForwardGNN",
+    "LayerChoice",
+    "QuantGNN",
+    "QuantGNNLayer",
     "STABLEEncoder",
+    "SearchSpace",
     "SnowflakeEmbedding",
     "SnowflakeMetric",
     "__version__",
@@ -60,6 +74,8 @@ __all__ = [
     "jaccard_prune",
     "jaccard_similarity",
     "pgd_attack",
+    "propagate",
+    "quantize_bits",
     "random_attack",
     "recover_edges",
     "refine_graph",
