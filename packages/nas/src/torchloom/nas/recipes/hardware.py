@@ -127,8 +127,9 @@ def proxyless_memory(ctx: RunContext) -> Result:
     }
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    styles = {"darts": "o-", "fbnet": "x--", "proxyless": "s-", "proxyless_two": "^--"}
     for name, vals in mem.items():
-        ax.plot(sizes, [v / 2**20 for v in vals], marker="o", label=name)
+        ax.plot(sizes, [v / 2**20 for v in vals], styles[name], label=name)
     ax.set_xlabel("candidate ops per layer N")
     ax.set_ylabel("saved for backward (MiB)")
     ax.set_title("search-step training memory")
@@ -201,14 +202,15 @@ def fbnet(ctx: RunContext) -> Result:
     stages = ctx.pick(((8, 1, 1), (16, 1, 2)), ((8, 2, 1), (16, 2, 2)))
     ops = ctx.pick(("mb_k3_e3", "mb_k5_e6", "zero"), PROXYLESS_OPS)
     lat_batch = 32
-    n_w = ctx.pick(384, int(0.8 * data.x_train.shape[0]))
-    n_a = ctx.pick(128, data.x_train.shape[0] - n_w)
+    n_w = ctx.pick(384, 640)
+    n_a = ctx.pick(128, 256)
     x_w, y_w = data.x_train[:n_w].to(dev), data.y_train[:n_w].to(dev)
     x_a, y_a = data.x_train[n_w : n_w + n_a].to(dev), data.y_train[n_w : n_w + n_a].to(dev)
+    x_fit, y_fit = data.x_train.to(dev), data.y_train.to(dev)  # retraining: whole split
     x_t, y_t = data.x_test.to(dev), data.y_test.to(dev)
     batch = 64
-    search_epochs = ctx.pick(3, 10)
-    retrain_epochs = ctx.pick(2, 20)
+    search_epochs = ctx.pick(3, 6)
+    retrain_epochs = ctx.pick(2, 15)
     seeds = ctx.pick([ctx.seed], [ctx.seed + i for i in range(2)])
     methods = {"darts": None, "fbnet_paper": 0.6, "fbnet": 3.0}
 
@@ -238,7 +240,7 @@ def fbnet(ctx: RunContext) -> Result:
             choices[name].append(choice)
             torch.manual_seed(seed)
             child = build_chain(choice, stem_channels=8, stages=stages).to(dev)
-            train_network(child, _batches(x_w, y_w, batch, g), retrain_epochs, lr=0.05)
+            train_network(child, _batches(x_fit, y_fit, batch, g), retrain_epochs, lr=0.05)
             results[name]["acc"].append(evaluate(child, [(x_t, y_t)]))
             results[name]["table_lat"].append(table.total(dict(zip(edges, choice))))
         # measured latency of the found networks, side by side, same seed
@@ -288,6 +290,18 @@ def fbnet(ctx: RunContext) -> Result:
 # --------------------------------------------------------------------------- DASS
 
 
+def _nonzero_weights(model: nn.Module, skip: list[nn.Module]) -> float:
+    skipped = {id(m) for m in skip}
+    with torch.no_grad():
+        return float(
+            sum(
+                int((m.weight != 0).sum())
+                for m in model.modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in skipped
+            )
+        )
+
+
 @recipe(
     name="nas.dass",
     papers=(3,),
@@ -329,6 +343,7 @@ def dass(ctx: RunContext) -> Result:
     acc: dict[str, list[float]] = {"darts": [], "dass": []}
     dense_acc: dict[str, list[float]] = {"darts": [], "dass": []}
     sparsity: dict[str, list[float]] = {"darts": [], "dass": []}
+    nonzero: dict[str, list[float]] = {"darts": [], "dass": []}
     genotypes: list[dict[str, Any]] = []
     for seed in ctx.progress(seeds, description="seeds"):
         for name in ("darts", "dass"):
@@ -356,6 +371,7 @@ def dass(ctx: RunContext) -> Result:
             magnitude_prune_(child, ratio, skip)
             finetune_pruned(child, _batches(x_fit, y_fit, 64, g), finetune_epochs)
             sparsity[name].append(sparsity_of(child, skip))
+            nonzero[name].append(_nonzero_weights(child, skip))
             acc[name].append(evaluate(child, [(x_t, y_t)]))
 
     def mean(v: list[float]) -> float:
@@ -369,6 +385,8 @@ def dass(ctx: RunContext) -> Result:
         "darts_before_pruning": mean(dense_acc["darts"]),
         "dass_sparsity": mean(sparsity["dass"]),
         "darts_sparsity": mean(sparsity["darts"]),
+        "dass_nonzero_weights": mean(nonzero["dass"]),
+        "darts_nonzero_weights": mean(nonzero["darts"]),
     }
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
