@@ -10,7 +10,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from torchloom.core.data import digits
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.theory.convergent import convergence_summary, layer_activations
 from torchloom.theory.geometry import (
     aligned_cluster_task,
     linear_cka,
@@ -20,7 +22,7 @@ from torchloom.theory.geometry import (
 )
 from torchloom.theory.info_plane import InfoPlaneTracker, plot_info_plane, twelve_bit_task
 
-__all__: list[str] = ["geometry", "info_plane"]
+__all__: list[str] = ["convergent", "geometry", "info_plane"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -243,4 +245,159 @@ def info_plane(ctx: RunContext) -> Result:
         metrics=metrics,
         figures=[ctx.savefig(fig, "info_plane.png")],
         tables={"per_seed": [dict(r) for r in per_seed], "history_seed0": history},
+    )
+
+
+def _digits_cnn(g: torch.Generator) -> nn.Sequential:
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 16, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                fan_in = m.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)
+                m.weight.copy_((torch.rand(m.weight.shape, generator=g) * 2 - 1) * bound)
+                if m.bias is not None:
+                    m.bias.copy_((torch.rand(m.bias.shape, generator=g) * 2 - 1) * bound)
+    return net
+
+
+@recipe(
+    name="theory.convergent",
+    papers=(36,),
+    claims=[
+        Claim(
+            "frac_reliable_conv1",
+            ">=",
+            0.25,
+            paper="some features are learned reliably: many conv1 units have a one-to-one "
+            "match with correlation >= 0.5 in a net trained from another seed "
+            "(Li et al. 2016, Sec. 3, Fig. 2)",
+        ),
+        Claim(
+            "frac_unreliable_conv1",
+            ">",
+            0.0,
+            paper="... yet others are not (some units have no good match)",
+        ),
+        Claim(
+            "matched_corr_gain_conv1",
+            ">",
+            0.0,
+            paper="convergence comes from learning: matched correlation of trained nets minus "
+            "that of untrained nets from the same seeds",
+        ),
+        Claim(
+            "many_over_one_r2_conv1",
+            ">",
+            1.0,
+            paper="units span subspaces shared across nets while the basis is not: a unit is "
+            "predicted better from its spectral cluster than from its one-to-one match (Sec. 5)",
+        ),
+        Claim(
+            "many_over_one_r2_conv2",
+            ">",
+            1.0,
+            paper="the same in the second layer",
+            quick=False,
+        ),
+    ],
+)
+def convergent(ctx: RunContext) -> Result:
+    """Two (full: four) small CNNs trained on the 8x8 digits from different seeds; conv1, conv2
+    and fc units compared on held-out digits by bipartite matching, sparse (L1) prediction and
+    spectral clustering, next to the same comparison for the untrained nets."""
+    data = digits().to(ctx.device)
+    n_nets = ctx.pick(2, 4)
+    epochs = ctx.pick(6, 20)
+    g = ctx.generator
+    trained, untrained = [], []
+    for k in range(n_nets):
+        net = _digits_cnn(g).to(ctx.device)
+        untrained.append(_digits_cnn(g).to(ctx.device))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in ctx.progress(range(epochs), description=f"net {k}"):
+            perm = torch.randperm(data.x_train.shape[0], generator=g).to(ctx.device)
+            for i in range(0, perm.shape[0], 64):
+                idx = perm[i : i + 64]
+                opt.zero_grad()
+                nn.functional.cross_entropy(net(data.x_train[idx]), data.y_train[idx]).backward()
+                opt.step()
+        trained.append(net)
+    layers = {"conv1": 1, "conv2": 3, "fc": 7}
+    pairs = [(i, j) for i in range(n_nets) for j in range(i + 1, n_nets)]
+    metrics: dict[str, float] = {}
+    rows = []
+    matched_conv1 = []
+    for name, li in layers.items():
+        acc: dict[str, float] = {}
+        for i, j in pairs:
+            for tag, nets in (("", trained), ("untrained_", untrained)):
+                a = layer_activations(nets[i], nets[i][li], data.x_test)
+                b = layer_activations(nets[j], nets[j][li], data.x_test)
+                s = convergence_summary(a, b, threshold=0.5, generator=g)
+                vals = {
+                    "matched_corr": float(s.matched_corr.mean()),
+                    "semi_corr": float(s.semi_corr.mean()),
+                    "within_corr": float(s.within_corr.mean()),
+                    "frac_reliable": s.frac_reliable,
+                    "one_to_one_r2": s.one_to_one_r2,
+                    "one_to_many_r2": s.one_to_many_r2,
+                    "many_to_many_r2": s.many_to_many_r2,
+                    "full_r2": s.full_r2,
+                }
+                for key, v in vals.items():
+                    acc[tag + key] = acc.get(tag + key, 0.0) + v / len(pairs)
+                if name == "conv1" and tag == "" and (i, j) == pairs[0]:
+                    matched_conv1 = sorted(s.matched_corr.tolist(), reverse=True)
+        rows.append({"layer": name, **acc})
+        ctx.log(str(rows[-1]))
+        metrics[f"frac_reliable_{name}"] = acc["frac_reliable"]
+        metrics[f"frac_unreliable_{name}"] = 1.0 - acc["frac_reliable"]
+        metrics[f"matched_corr_{name}"] = acc["matched_corr"]
+        metrics[f"matched_corr_gain_{name}"] = acc["matched_corr"] - acc["untrained_matched_corr"]
+        metrics[f"many_over_one_r2_{name}"] = acc["many_to_many_r2"] / max(
+            acc["one_to_one_r2"], 1e-12
+        )
+        for key in ("one_to_one_r2", "one_to_many_r2", "many_to_many_r2", "full_r2"):
+            metrics[f"{key}_{name}"] = acc[key]
+    with torch.no_grad():
+        metrics["test_accuracy"] = (
+            sum(float((n(data.x_test).argmax(1) == data.y_test).double().mean()) for n in trained)
+            / n_nets
+        )
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].bar(range(len(matched_conv1)), matched_conv1, color="C0")
+    axes[0].axhline(0.5, color="k", ls="--", lw=0.8)
+    axes[0].set(
+        xlabel="conv1 unit (sorted)", ylabel="correlation with its match", title="one-to-one"
+    )
+    kinds = ["one_to_one_r2", "many_to_many_r2", "one_to_many_r2", "full_r2"]
+    width = 0.2
+    for q, kind in enumerate(kinds):
+        axes[1].bar(
+            [li + (q - 1.5) * width for li in range(len(rows))],
+            [r[kind] for r in rows],
+            width,
+            label=kind.replace("_r2", "").replace("_", "-"),
+        )
+    axes[1].set_xticks(range(len(rows)), [r["layer"] for r in rows])
+    axes[1].set(ylabel="held-out R² of net-2 units", title="alignment of two nets")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return Result(
+        metrics=metrics,
+        figures=[ctx.savefig(fig, "convergent.png")],
+        tables={"per_layer": rows},
     )
