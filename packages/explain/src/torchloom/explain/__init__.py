@@ -1,5 +1,5 @@
-"""Interpretable models: TELL clustering, prototype networks and robust counterfactuals
-(grounding plans are planned)."""
+"""Interpretable models: TELL clustering, prototype networks, robust counterfactuals and
+grounding language plans in demonstrations (GLiDE)."""
 
 from importlib.metadata import version as _version
 
@@ -10,6 +10,18 @@ from torchloom.explain.counterfactual import (
     stability_lipschitz_bound as stability_lipschitz_bound,
     trex as trex,
     wachter_counterfactual as wachter_counterfactual,
+)
+from torchloom.explain.modes import (
+    ModeClassifier as ModeClassifier,
+    ModePolicy as ModePolicy,
+    ModeWorld as ModeWorld,
+    NearestNeighbourBC as NearestNeighbourBC,
+    Trajectories as Trajectories,
+    feasibility_log_prob as feasibility_log_prob,
+    fit_modes as fit_modes,
+    grounding_loss as grounding_loss,
+    plan_transitions as plan_transitions,
+    rollout as rollout,
 )
 from torchloom.explain.prototype import (
     PrototypeExplanation as PrototypeExplanation,
@@ -23,14 +35,24 @@ __version__ = _version("torchloom-explain")
 
 __all__ = [
     "TELL",
+    "ModeClassifier",
+    "ModePolicy",
+    "ModeWorld",
+    "NearestNeighbourBC",
     "PrototypeExplanation",
     "PrototypeLoss",
     "PrototypeNetwork",
     "TELLClustering",
     "TRexResult",
+    "Trajectories",
     "__version__",
+    "feasibility_log_prob",
+    "fit_modes",
+    "grounding_loss",
     "nearest_counterfactual",
+    "plan_transitions",
     "prototype_regularizers",
+    "rollout",
     "stability",
     "stability_lipschitz_bound",
     "trex",
