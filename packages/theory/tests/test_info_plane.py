@@ -125,15 +125,32 @@ def test_kde_is_an_upper_bound_on_mixture_entropy() -> None:
 def test_twelve_bit_task_is_rotation_invariant_and_balanced() -> None:
     x, y = twelve_bit_task()
     assert x.shape == (4096, 12) and y.shape == (4096,)
-    assert (
-        torch.equal(torch.unique(x, dim=0), torch.unique(x, dim=0))
-        and len(torch.unique(x, dim=0)) == 4096
-    )
+    # All 4096 distinct patterns.
+    assert len(torch.unique(x, dim=0)) == 4096
     assert abs(float(y.double().mean()) - 0.5) < 0.05
     # The rule depends on s_i s_j only: flipping all bits (s -> -s) leaves the label unchanged.
     codes = (x.long() * (1 << torch.arange(11, -1, -1))).sum(1)
     flipped = 4095 - codes
     assert torch.equal(y[flipped], y)
+    # A rotation of the sphere that maps the icosahedron onto itself (72 degrees about a vertex)
+    # permutes the bits and must leave every label unchanged.
+    phi = (1 + 5**0.5) / 2
+    v = []
+    for a in (-1.0, 1.0):
+        for b in (-phi, phi):
+            v += [(0.0, a, b), (a, b, 0.0), (b, 0.0, a)]
+    verts = torch.tensor(v, dtype=torch.float64)
+    verts = verts / verts.norm(dim=1, keepdim=True)
+    k = verts[0]
+    kx = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=torch.float64)
+    ang = 2 * math.pi / 5
+    rot = torch.eye(3, dtype=torch.float64) + math.sin(ang) * kx + (1 - math.cos(ang)) * kx @ kx
+    perm = torch.cdist(verts @ rot.T, verts).argmin(1)
+    assert sorted(perm.tolist()) == list(range(12)) and not torch.equal(perm, torch.arange(12))
+    xp = torch.zeros_like(x)
+    xp[:, perm] = x
+    codes_p = (xp.long() * (1 << torch.arange(11, -1, -1))).sum(1)
+    assert torch.equal(y[codes_p], y)
     with pytest.raises(ValueError):
         twelve_bit_task(degrees=(0,))
 

@@ -81,10 +81,15 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
 
 
 def rdm(x: Tensor, metric: Literal["euclidean", "correlation"] = "euclidean") -> Tensor:
-    """Representational dissimilarity matrix of (N, D) features: an (N, N) tensor.
+    """Representational dissimilarity matrix of (N, D) features.
 
-    ``"euclidean"`` gives pairwise Euclidean distances; ``"correlation"`` gives one minus the
-    Pearson correlation between the rows (the usual RSA choice for D > 1).
+    Args:
+        x: (N, D) features (a 1-D tensor is read as (N, 1)).
+        metric: ``"euclidean"`` gives pairwise Euclidean distances; ``"correlation"`` gives one
+            minus the Pearson correlation between the rows (the usual RSA choice for D > 1).
+
+    Returns:
+        (N, N) float64 dissimilarities.
     """
     x = _as_2d(x, "x").double()
     if metric == "euclidean":
@@ -215,8 +220,17 @@ def square_task(
     ``"axis"`` labels the corners by their first coordinate, so the target grouping is aligned
     with the input geometry (neighbouring corners share a label); ``"xor"`` labels them by the
     product of the coordinates, so diagonally opposite (most distant) corners share a label and
-    the target geometry is orthogonal to the input geometry. Shapes as in :func:`cluster_task`
-    with C = 4, K = 1.
+    the target geometry is orthogonal to the input geometry.
+
+    Args:
+        labels: ``"xor"`` or ``"axis"``.
+        n_per_cluster: examples per corner.
+        input_dim: embedding dimension (see :func:`cluster_task`).
+        noise: standard deviation of the Gaussian noise around each corner.
+        generator: torch generator.
+
+    Returns:
+        A :class:`ClusterTask` with C = 4 clusters and K = 1 target.
     """
     corners = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     if labels == "xor":

@@ -217,6 +217,9 @@ def twelve_bit_task(degrees: tuple[int, ...] = (1, 2)) -> tuple[Tensor, Tensor]:
     x = ((codes[:, None] >> torch.arange(11, -1, -1)) & 1).double()
     s = 2 * x - 1
     f = ((s @ kernel) * s).sum(1)
+    # Round away floating-point noise so that patterns related by a symmetry of the icosahedron
+    # (which have the same f exactly) fall on the same side of the threshold.
+    f = torch.round(f * 1e8) / 1e8
     values = f.unique()
     best, best_gap = values[0], 2.0
     for th in values:
@@ -234,7 +237,8 @@ class InfoPlaneTracker:
     :attr:`history`. Hooks are removed by :meth:`close` (or on leaving a ``with`` block).
 
     Attributes:
-        model: the network; ``record`` runs ``model(x)`` in eval-free ``no_grad`` mode.
+        model: the network; ``record`` runs ``model(x)`` under ``no_grad`` (its train/eval
+            mode is left as it is).
         layers: mapping name -> submodule whose output is a layer's representation ``T``.
         x: (N, ...) inputs that define X (all of them, e.g. the 4096 patterns).
         y: (N,) labels that define Y.
@@ -300,7 +304,14 @@ class InfoPlaneTracker:
         return rows
 
     def trajectory(self, layer: str) -> tuple[Tensor, Tensor, Tensor]:
-        """``(epochs, I(X;T), I(T;Y))`` of one layer as (R,) float64 tensors."""
+        """One layer's information-plane trajectory.
+
+        Args:
+            layer: a name of :attr:`layers`.
+
+        Returns:
+            ``(epochs, I(X;T), I(T;Y))`` as (R,) float64 tensors over the R records.
+        """
         rows = [r for r in self.history if r["layer"] == layer]
         if not rows:
             raise ValueError(f"no records for layer {layer!r}")

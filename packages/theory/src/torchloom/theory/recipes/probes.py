@@ -174,7 +174,7 @@ def info_plane(ctx: RunContext) -> Result:
     binning each unit into 30 bins of [-1, 1], on all 4096 patterns, at log-spaced epochs."""
     x, y = twelve_bit_task()
     x, y = x.to(ctx.device), y.to(ctx.device)
-    epochs = ctx.pick(150, 1000)
+    epochs = ctx.pick(200, 1000)
     batch = ctx.pick(512, 256)
     lr = ctx.pick(3e-3, 1e-3)
     seeds = ctx.pick(1, 2)
