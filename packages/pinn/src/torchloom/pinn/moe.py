@@ -137,7 +137,8 @@ class _ConstraintSolve(torch.autograd.Function):
         with torch.enable_grad():
             H = torch.func.vmap(torch.func.jacfwd(grad_half_sq, argnums=0))(w, *aux)  # (K, N, N)
             lam = -torch.linalg.solve(H.transpose(1, 2), v.unsqueeze(-1)).squeeze(-1)
-            aux_in = [a.detach().requires_grad_(a.requires_grad) for a in aux]
+            wanted = ctx.needs_input_grad[3:]
+            aux_in = [a.detach().requires_grad_(bool(n)) for a, n in zip(aux, wanted)]
             need = [a for a in aux_in if a.requires_grad]
             grads: list[torch.Tensor | None] = [None] * len(aux)
             if need:
