@@ -144,3 +144,69 @@ def test_bad_arguments() -> None:
         SnowflakeMetric(n_units=0)
     with pytest.raises(ValueError, match="square"):
         fit_graph_embedding(torch.ones(2, 3))
+
+
+def test_latent_graph_samples_k_distinct_non_self_neighbours() -> None:
+    from torchloom.gnn.snowflake import LatentGraph
+
+    torch.manual_seed(0)
+    layer = LatentGraph(6, latent_dim=3, k=4)
+    x = torch.randn(20, 6)
+    for mode in (True, False):
+        layer.train(mode)
+        ei, log_p = layer(x, torch.Generator().manual_seed(1))
+        assert ei.shape == (2, 80) and log_p.shape == (20, 4)
+        assert (ei[0] != ei[1]).all()
+        for i in range(20):
+            src = ei[0, ei[1] == i]
+            assert src.numel() == 4 and src.unique().numel() == 4
+        assert (log_p <= 0).all()
+    # rows of p are distributions
+    torch.testing.assert_close(layer.log_probs(x).exp().sum(1), torch.ones(20))
+
+
+def test_latent_graph_eval_is_top_k_and_permutation_equivariant() -> None:
+    from torchloom.gnn.snowflake import LatentGraph
+
+    torch.manual_seed(0)
+    layer = LatentGraph(5, latent_dim=2, k=3, metric="euclidean").double().eval()
+    x = torch.randn(15, 5, dtype=torch.float64)
+    ei, _ = layer(x)
+    lp = layer.log_probs(x)
+    top = lp.topk(3, 1).indices
+    assert all(set(ei[0, ei[1] == i].tolist()) == set(top[i].tolist()) for i in range(15))
+    perm = torch.randperm(15)
+    ei_p, _ = layer(x[perm])
+    edges = {(int(a), int(b)) for a, b in ei.T}
+    edges_p = {(int(perm[a]), int(perm[b])) for a, b in ei_p.T}
+    assert edges == edges_p
+
+
+def test_latent_graph_loss_gradient_sign() -> None:
+    """The graph loss raises log p of edges used by correct nodes, lowers it for wrong ones."""
+    from torchloom.gnn.snowflake import LatentGraph
+
+    log_p = torch.full((4, 2), -1.0, requires_grad=True)
+    correct = torch.tensor([True, True, False, False])
+    LatentGraph.graph_loss(log_p, correct, torch.ones(4, dtype=torch.bool)).backward()
+    assert log_p.grad is not None
+    assert (log_p.grad[:2] < 0).all() and (log_p.grad[2:] > 0).all()
+
+
+def test_latent_graph_gnn_trains_and_reaches_encoder() -> None:
+    from torchloom.gnn.snowflake import LatentGraphGNN, fit_latent_graph
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 6)
+    y = (x[:, 0] > 0).long()
+    train = torch.zeros(40, dtype=torch.bool)
+    train[:20] = True
+    model = LatentGraphGNN(6, 2, k=3, hidden=8)
+    before = [p.detach().clone() for p in model.graph.parameters()]
+    acc = fit_latent_graph(
+        model, x, y, train, epochs=30, generator=torch.Generator().manual_seed(0)
+    )
+    assert acc > 0.5
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.graph.parameters()))
+    with pytest.raises(TypeError, match="integer class labels"):
+        fit_latent_graph(model, x, y.float(), train, epochs=1)

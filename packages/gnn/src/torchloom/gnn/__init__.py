@@ -23,10 +23,13 @@ from torchloom.gnn.lpgnas import (
 )
 from torchloom.gnn.snowflake import (
     EmbeddingFit as EmbeddingFit,
+    LatentGraph as LatentGraph,
+    LatentGraphGNN as LatentGraphGNN,
     SnowflakeEmbedding as SnowflakeEmbedding,
     SnowflakeMetric as SnowflakeMetric,
     embedding_distortion as embedding_distortion,
     fit_graph_embedding as fit_graph_embedding,
+    fit_latent_graph as fit_latent_graph,
     graph_distances as graph_distances,
 )
 from torchloom.gnn.stable import (
@@ -54,6 +57,8 @@ __all__ = [
     "AdvancedGCNConv",
     "EmbeddingFit",
     "ForwardGNN",
+    "LatentGraph",
+    "LatentGraphGNN",
     "LayerChoice",
     "QuantGNN",
     "QuantGNNLayer",
@@ -70,6 +75,7 @@ __all__ = [
     "dice_attack",
     "embedding_distortion",
     "fit_graph_embedding",
+    "fit_latent_graph",
     "graph_distances",
     "jaccard_prune",
     "jaccard_similarity",
