@@ -43,7 +43,7 @@ def lpgnas(ctx: RunContext) -> Result:
     from torchloom.gnn.lpgnas import LPGNAS, LayerChoice, QuantGNN, SearchSpace
     from torchloom.gnn.stable import _train_node_classifier
 
-    seeds = list(range(ctx.pick(1, 3)))
+    seeds = list(range(ctx.pick(1, 2)))
     gammas = ctx.pick((0.0, 1.0), (0.0, 0.3, 1.0, 3.0))
     base_bits = ctx.pick((32, 4), (32, 8, 4, 2))
     space = ctx.pick(
@@ -61,7 +61,7 @@ def lpgnas(ctx: RunContext) -> Result:
     for s in ctx.progress(seeds, description="seeds"):
         g = torch.Generator().manual_seed(ctx.seed + s)
         data = citation_graph(
-            n_nodes=ctx.pick(300, 600), homophily=0.7, topic_strength=0.25, generator=g
+            n_nodes=ctx.pick(300, 400), homophily=0.7, topic_strength=0.25, generator=g
         )
         x, ei, y = data.x, data.edge_index, data.y
         tr, va = data.train_mask, data.val_mask
@@ -86,7 +86,7 @@ def lpgnas(ctx: RunContext) -> Result:
         for gamma in gammas:
             torch.manual_seed(ctx.seed + s)
             net = LPGNAS(x.shape[1], n_classes, n_layers=2, space=space)
-            net.search(x, ei, y, tr, va, epochs=ctx.pick(40, 150), size_weight=gamma)
+            net.search(x, ei, y, tr, va, epochs=ctx.pick(40, 100), size_weight=gamma)
             choices = net.derive()
             acc, size = evaluate(choices)
             rows.append(
