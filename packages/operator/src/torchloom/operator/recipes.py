@@ -471,6 +471,13 @@ def dgno(ctx: RunContext) -> Result:
             "<",
             1.0,
             paper="(sanity) the operator decoder beats holding the last observed state",
+            quick=False,
+        ),
+        Claim(
+            "skeleton_rate",
+            ">=",
+            0.3,
+            paper="(sanity, short run) skeleton recovery well above guessing a family (1/7)",
         ),
     ],
 )
