@@ -571,7 +571,7 @@ class STABLE:
             if acc > best:
                 best = acc
                 self.model, self.refined = model, refined
-                self.chosen = {"t1": t1, "k": k, "alpha": alpha, "val_acc": acc}
+                self.chosen = {"t1": t1, "k": int(k), "alpha": alpha, "val_acc": acc}
         return self
 
     @torch.no_grad()
