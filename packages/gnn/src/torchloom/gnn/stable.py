@@ -212,7 +212,17 @@ class STABLEEncoder(nn.Module):
         self, x: Tensor, view1: Tensor, view2: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """Cross-view DGI loss: nodes of each view vs the other view's summary, with row-shuffled
-        features on the same view as negatives (binary cross-entropy)."""
+        features on the same view as negatives (binary cross-entropy).
+
+        Args:
+            x: node features ``(N, F)``.
+            view1: first augmented graph ``(2, E_1)``.
+            view2: second augmented graph ``(2, E_2)``.
+            generator: randomness of the feature shuffling.
+
+        Returns:
+            Scalar loss.
+        """
         perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
         h1, h2 = self(x, view1), self(x, view2)
         n1, n2 = self(x[perm], view1), self(x[perm], view2)
