@@ -1,4 +1,5 @@
-"""Every recipe of the package runs in quick mode and its checked claims hold."""
+"""Every kernel recipe (recipes.kernels) runs in quick mode and its checked claims hold; the
+probe, dynamics and limits recipes have their own test files."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from torchloom.core.recipes import Recipe, run_recipe
-from torchloom.theory import recipes
+from torchloom.theory.recipes import kernels as recipes
 
 RECIPES = [r for r in vars(recipes).values() if isinstance(r, Recipe)]
 
