@@ -12,7 +12,10 @@ from torchloom.nas.recipes import hardware
 
 def test_proxyless_memory_quick(tmp_path: Path) -> None:
     res = assert_recipe_holds(hardware.proxyless_memory, tmp_path)
-    assert len(res.tables["saved_bytes"]) == 4
+    rows = res.tables["saved_bytes"]
+    assert rows[0]["N"] == 2 and rows[-1]["N"] == 8
+    # the growth metrics are read off the table's end points
+    assert res.metrics["darts_growth"] == rows[-1]["darts"] / rows[0]["darts"]
 
 
 @pytest.mark.slow

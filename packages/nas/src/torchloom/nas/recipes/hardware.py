@@ -93,7 +93,7 @@ def proxyless_memory(ctx: RunContext) -> Result:
     steps = ctx.pick(2, 10)
     layers = ctx.pick(3, 6)
     candidates = mbconv_ops((3, 5, 7, 9), (3, 6))
-    sizes = [2, 4, 6, 8]
+    sizes = ctx.pick([2, 8], [2, 4, 6, 8])
     g = ctx.generator
     rules: dict[str, Callable[[], Callable[[torch.Tensor], Any]]] = {
         "darts": lambda: lambda a: a.softmax(-1),
