@@ -28,11 +28,20 @@ from torchloom.neural_de.regularize import (
     solver_regularizer as solver_regularizer,
     stiffness_regularizer as stiffness_regularizer,
 )
+from torchloom.neural_de.rnn import (
+    ODERNN as ODERNN,
+    GRUDelta as GRUDelta,
+    time_since_observed as time_since_observed,
+)
 from torchloom.neural_de.sde import (
+    CDEDiscriminator as CDEDiscriminator,
     LatentSDE as LatentSDE,
+    LipSwish as LipSwish,
     NeuralSDE as NeuralSDE,
+    SDEGenerator as SDEGenerator,
     brownian_interval as brownian_interval,
     sdeint as sdeint,
+    wasserstein_losses as wasserstein_losses,
 )
 from torchloom.neural_de.stable_sde import StableNeuralSDE as StableNeuralSDE
 
@@ -42,16 +51,21 @@ __all__: list[str] = [
     "ADAPTIVE_METHODS",
     "DEQ",
     "FIXED_METHODS",
+    "ODERNN",
+    "CDEDiscriminator",
     "CubicPath",
     "DEQCell",
     "ExponentialDecay",
+    "GRUDelta",
     "LatentSDE",
+    "LipSwish",
     "NeuralCDE",
     "NeuralSDE",
     "ODESolution",
     "ODESolverError",
     "PIController",
     "RNODEField",
+    "SDEGenerator",
     "SolverStats",
     "StableNeuralSDE",
     "__version__",
@@ -66,4 +80,6 @@ __all__: list[str] = [
     "sdeint",
     "solver_regularizer",
     "stiffness_regularizer",
+    "time_since_observed",
+    "wasserstein_losses",
 ]

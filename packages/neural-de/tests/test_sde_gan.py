@@ -1,0 +1,100 @@
+"""SDE-GAN generator / discriminator (Kidger et al. 2021)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from torchloom.neural_de import odeint
+from torchloom.neural_de.sde import CDEDiscriminator, SDEGenerator, wasserstein_losses
+
+
+def _ts(n: int = 9) -> torch.Tensor:
+    return torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+
+
+def test_generator_shapes_and_reproducible() -> None:
+    torch.manual_seed(0)
+    gen = SDEGenerator(2, 3, 4, 5, width=8).double()
+    ts = _ts()
+    a = gen(ts, 6, generator=torch.Generator().manual_seed(1))
+    b = gen(ts, 6, generator=torch.Generator().manual_seed(1))
+    c = gen(ts, 6, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (6, 9, 2)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_generator_without_noise_is_the_drift_ode() -> None:
+    torch.manual_seed(0)
+    gen = SDEGenerator(2, 3, 4, 5, width=8).double()
+    with torch.no_grad():  # σ ≡ 0: the SDE is the ODE dX = μ(t, X) dt
+        last = gen.sde.diffusion[-2]
+        last.weight.zero_()
+        last.bias.zero_()
+    ts = _ts()
+    ys = gen(ts, 4, dt=1 / 64, generator=torch.Generator().manual_seed(3))
+    v = torch.randn(4, 3, generator=torch.Generator().manual_seed(3)).double()
+    x0 = gen.initial(v)
+    xs = odeint(lambda t, x: gen.sde.f(t, x), x0, ts, method="rk4", step_size=1 / 64)
+    # Reversible Heun is second order on ODEs: agreement to O(dt²).
+    torch.testing.assert_close(ys, gen.readout(xs).transpose(0, 1), atol=1e-4, rtol=0)
+
+
+def test_discriminator_heun_converges_at_order_two() -> None:
+    torch.manual_seed(0)
+    disc = CDEDiscriminator(2, 4, width=8).double()
+    g = torch.Generator().manual_seed(0)
+    ys, ts = torch.randn(3, 5, 2, generator=g, dtype=torch.float64), _ts(5)
+
+    def refine(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # The same piecewise-linear path with k samples per interval.
+        s = torch.linspace(0, 1, k + 1, dtype=torch.float64)[:-1]
+        y = (ys[:, :-1, None] + s.view(1, 1, -1, 1) * (ys[:, 1:, None] - ys[:, :-1, None])).flatten(
+            1, 2
+        )
+        t = (ts[:-1, None] + s * (ts[1:, None] - ts[:-1, None])).flatten()
+        return torch.cat([y, ys[:, -1:]], 1), torch.cat([t, ts[-1:]])
+
+    with torch.no_grad():
+        ref = disc(*refine(64))
+        errs = [float((disc(*refine(k)) - ref).abs().max()) for k in (2, 4, 8)]
+    assert errs[0] > 0
+    for e1, e2 in itertools.pairwise(errs):
+        assert 3.0 < e1 / e2 < 5.5  # halving the step quarters the error
+
+
+def test_gradients_flow_through_the_gan() -> None:
+    torch.manual_seed(0)
+    gen = SDEGenerator(1, 2, 2, 4, width=8).double()
+    disc = CDEDiscriminator(1, 4, width=8).double()
+    ts = _ts()
+    fake = gen(ts, 5, generator=torch.Generator().manual_seed(0))
+    real = torch.cumsum(torch.randn(5, 9, 1, dtype=torch.float64), 1)
+    d_loss, g_loss = wasserstein_losses(disc(real, ts), disc(fake, ts))
+    torch.testing.assert_close(d_loss, disc(fake, ts).mean() - disc(real, ts).mean())
+    g_loss.backward()
+    for name, p in gen.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_clip_weights_bounds_every_linear() -> None:
+    torch.manual_seed(0)
+    disc = CDEDiscriminator(2, 4, width=8)
+    with torch.no_grad():
+        for p in disc.parameters():
+            p.mul_(10)
+    disc.clip_weights()
+    for m in disc.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert m.weight.abs().max() <= 1.0 / m.out_features + 1e-7
+
+
+def test_bad_input() -> None:
+    disc = CDEDiscriminator(2, 4).double()
+    with pytest.raises(ValueError, match="ys must be"):
+        disc(torch.zeros(3, 5, 3, dtype=torch.float64), _ts(5))
+    with pytest.raises(ValueError, match="batch_size"):
+        SDEGenerator(1, 1, 1, 2).double()(_ts(), 0)
