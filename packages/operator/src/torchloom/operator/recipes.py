@@ -491,8 +491,8 @@ def prose(ctx: RunContext) -> Result:
     from torchloom.operator.prose import PROSE, ExprTokenizer, corrupt_terms, prose_loss, skeleton
 
     tok = ExprTokenizer(2)
-    n_tr, n_te = ctx.pick(384, 3000), ctx.pick(64, 200)
-    steps = ctx.pick(100, 1000)
+    n_tr, n_te = ctx.pick(512, 2000), ctx.pick(64, 200)
+    steps = ctx.pick(200, 600)
     gen = torch.Generator().manual_seed(ctx.seed)
     rng = random.Random(ctx.seed)
     torch.manual_seed(ctx.seed)
