@@ -130,6 +130,10 @@ def test_tiny_detector_and_paints() -> None:
     assert det(torch.rand(5, 3, 16, 16)).shape == (5,)
     p = paint_textures(20, 8, torch.Generator().manual_seed(0))
     assert p.shape == (20, 3, 8, 8) and float(p.min()) >= 0 and float(p.max()) <= 1
+    plain = paint_textures(20, 8, torch.Generator().manual_seed(0), noise=False)
+    # without the noise share every paint has at most two colours
+    for tex in plain:
+        assert torch.unique(tex.flatten(1), dim=1).shape[1] <= 2
 
 
 def test_bad_input() -> None:

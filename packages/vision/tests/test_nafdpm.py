@@ -234,3 +234,17 @@ def test_ocr_aware_loss_reduces_to_diffusion_loss_and_trains_the_restorer() -> N
     loss.backward()
     assert all(p.grad is not None for p in model.denoiser.parameters())
     assert all(p.grad is None for p in crnn.parameters())
+
+
+def test_nafnet_global_residual_switch() -> None:
+    torch.manual_seed(0)
+    with_res = NAFNet(2, 1, width=8, time_embedding=True)
+    without = NAFNet(2, 1, width=8, time_embedding=True, global_residual=False)
+    without.load_state_dict(with_res.state_dict())
+    x = torch.randn(2, 2, 8, 8)
+    t = torch.tensor([3, 50])
+    # the only difference is the skip of the first input channel
+    torch.testing.assert_close(with_res(x, t) - without(x, t), x[:, :1])
+    NAFNet(1, 3, global_residual=False)  # more outputs than inputs is fine without the skip
+    with pytest.raises(ValueError, match="out_channels"):
+        NAFNet(1, 3)

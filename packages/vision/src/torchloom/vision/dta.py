@@ -341,14 +341,17 @@ class TinyDetector(nn.Module):
         return self.net(x).squeeze(1)
 
 
-def paint_textures(n: int, k: int = 8, generator: torch.Generator | None = None) -> Tensor:
-    """Everyday car paints ``(n, 3, k, k)``: a quarter each of plain colours, two-tone,
-    stripes and random texel noise (so arbitrary patterns are "normal" for a detector).
+def paint_textures(
+    n: int, k: int = 8, generator: torch.Generator | None = None, *, noise: bool = True
+) -> Tensor:
+    """Car paints ``(n, 3, k, k)``: plain colours, two-tone and stripes, plus (with ``noise``)
+    random texel noise, in equal shares.
 
     Args:
         n: number of textures.
         k: texture side.
         generator: randomness.
+        noise: include random-noise textures (a quarter of the draws).
 
     Returns:
         ``(n, 3, k, k)`` in ``[0, 1]``.
@@ -360,11 +363,11 @@ def paint_textures(n: int, k: int = 8, generator: torch.Generator | None = None)
     b = torch.rand(n, 3, 1, 1, generator=g).expand(-1, -1, k, k)
     rows = (torch.arange(k) < k // 2).view(1, 1, k, 1).expand(n, 1, k, k)
     stripes = (torch.arange(k) % 4 < 2).view(1, 1, 1, k).expand(n, 1, k, k)
-    noise = torch.rand(n, 3, k, k, generator=g)
-    kind = torch.randint(0, 4, (n, 1, 1, 1), generator=g)
+    texels = torch.rand(n, 3, k, k, generator=g)
+    kind = torch.randint(0, 4 if noise else 3, (n, 1, 1, 1), generator=g)
     out = torch.where(kind == 1, torch.where(rows, a, b), a)
     out = torch.where(kind == 2, torch.where(stripes, a, b), out)
-    return torch.where(kind == 3, noise, out).contiguous()
+    return torch.where(kind == 3, texels, out).contiguous()
 
 
 def optimize_camouflage(

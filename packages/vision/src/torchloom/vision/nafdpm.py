@@ -120,9 +120,11 @@ class NAFNet(nn.Module):
         enc_blocks, dec_blocks: blocks per encoder/decoder level (same length).
         middle_blocks: blocks at the lowest resolution.
         time_embedding: if True, ``forward(x, t)`` takes timesteps ``(B,)``.
+        global_residual: add the first ``out_channels`` input channels to the output (off for
+            a denoiser that predicts the clean residual ``r₀``, whose input is the noisy one).
 
-    Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; the global residual adds the
-    first ``out_channels`` input channels.
+    Shapes: ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; the global residual (if on)
+    adds the first ``out_channels`` input channels.
     """
 
     def __init__(
@@ -134,14 +136,16 @@ class NAFNet(nn.Module):
         middle_blocks: int = 1,
         dec_blocks: Sequence[int] = (1, 1),
         time_embedding: bool = False,
+        global_residual: bool = True,
     ) -> None:
         super().__init__()
+        self.global_residual = global_residual
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(
                 f"enc_blocks and dec_blocks must have the same length, got {len(enc_blocks)} "
                 f"and {len(dec_blocks)}"
             )
-        if out_channels > in_channels:
+        if global_residual and out_channels > in_channels:
             raise ValueError(
                 f"out_channels ({out_channels}) must be <= in_channels ({in_channels}) for the "
                 "global residual"
@@ -210,7 +214,8 @@ class NAFNet(nn.Module):
             for blk in cast(nn.ModuleList, blocks):
                 h = blk(h, embs[k])
             k += 1
-        return self.ending(h) + x[:, : self.out_channels]
+        out = self.ending(h)
+        return out + x[:, : self.out_channels] if self.global_residual else out
 
 
 def _sinusoidal(t: Tensor, dim: int) -> Tensor:

@@ -379,7 +379,7 @@ def nafdpm(ctx: RunContext) -> Result:
 
     height, width, crop = 24, 96, 32
     n_train, n_test = ctx.pick(64, 1024), ctx.pick(16, 64)
-    ocr_steps, diff_steps, tune_steps = ctx.pick(10, 600), ctx.pick(40, 600), ctx.pick(2, 100)
+    ocr_steps, diff_steps, tune_steps = ctx.pick(10, 600), ctx.pick(60, 600), ctx.pick(2, 100)
     clean, degraded, texts = synthetic_text_lines(
         n_train + n_test, height, width, (4, 7), seed=ctx.seed
     )
@@ -406,7 +406,9 @@ def nafdpm(ctx: RunContext) -> Result:
         return character_error_rate(words, t_te), words
 
     model = ResidualDiffusion(
-        NAFNet(1, 1, width=8), NAFNet(2, 1, width=8, time_embedding=True), num_steps=100
+        NAFNet(1, 1, width=8),
+        NAFNet(2, 1, width=8, time_embedding=True, global_residual=False),
+        num_steps=100,
     ).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 
