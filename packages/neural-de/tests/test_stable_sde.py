@@ -121,3 +121,23 @@ def test_bad_inputs() -> None:
         model.drift(torch.tensor(0.0), torch.zeros(1, 4))
     with pytest.raises(ValueError, match="diffusion_bound"):
         StableNeuralSDE(2, 4, 2, diffusion_bound=0.0)
+
+
+@pytest.mark.parametrize("kind", ["langevin", "naive"])
+def test_diffusion_init_sets_sigma(kind: str) -> None:
+    model = StableNeuralSDE(3, 5, 2, kind=kind, width=16, diffusion_init=0.07).double()  # type: ignore[arg-type]
+    model.set_path(_path())
+    z = torch.randn(4, 5, dtype=torch.float64)
+    for tt in (0.0, 0.7, 3.0):
+        s = model.diffusion(torch.tensor(tt, dtype=torch.float64), z)
+        torch.testing.assert_close(s, torch.full_like(s, 0.07))
+
+
+def test_mlp_head_shapes_and_bad_head() -> None:
+    model = StableNeuralSDE(3, 5, 2, width=16, head="mlp").double()
+    path = _path()
+    gen = torch.Generator().manual_seed(0)
+    assert model(path, dt=0.1, generator=gen).shape == (4, 2)
+    assert model(path, dt=0.1, generator=gen, return_sequence=True).shape == (4, 6, 2)
+    with pytest.raises(ValueError, match="head"):
+        StableNeuralSDE(3, 5, 2, head="gru")  # type: ignore[arg-type]

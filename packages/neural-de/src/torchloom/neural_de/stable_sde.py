@@ -63,6 +63,12 @@ class StableNeuralSDE(nn.Module):
         kind: ``"langevin"``, ``"linear_noise"``, ``"geometric"`` or ``"naive"``.
         width: hidden width of every network.
         diffusion_bound: optional bound on ``σ`` (a deviation from the paper; ``None`` = off).
+        diffusion_init: ``σ`` at initialisation (the last layer of ``σ``'s network starts with
+            zero weights and this bias, so every path starts with the same small noise level;
+            an initialisation choice, the equations are unchanged). ``None`` keeps PyTorch's
+            default initialisation.
+        head: ``"linear"`` readout of ``z(T)``, or ``"mlp"`` — the authors' classifier head
+            ``Linear → BatchNorm → ReLU → Linear`` (their dropout omitted).
 
     Shapes: ``forward(path)`` -> ``(B, output_channels)``, or ``(B, N, output_channels)`` at
     the path's knots with ``return_sequence=True``.
@@ -79,6 +85,8 @@ class StableNeuralSDE(nn.Module):
         kind: Kind = "langevin",
         width: int = 64,
         diffusion_bound: float | None = None,
+        diffusion_init: float | None = None,
+        head: Literal["linear", "mlp"] = "linear",
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -95,7 +103,24 @@ class StableNeuralSDE(nn.Module):
         self.gamma = _mlp(time_in + hidden_channels, hidden_channels, width, nn.Tanh())
         sigma_in = 1 + hidden_channels if kind == "naive" else 1
         self.sigma = _mlp(sigma_in, hidden_channels, width)
-        self.readout = nn.Linear(hidden_channels, output_channels)
+        if diffusion_init is not None:
+            last = self.sigma[-1]
+            assert isinstance(last, nn.Linear)
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.fill_(diffusion_init)
+        if head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp', got {head!r}")
+        self.readout: nn.Module = (
+            nn.Linear(hidden_channels, output_channels)
+            if head == "linear"
+            else nn.Sequential(
+                nn.Linear(hidden_channels, hidden_channels),
+                nn.BatchNorm1d(hidden_channels),
+                nn.ReLU(),
+                nn.Linear(hidden_channels, output_channels),
+            )
+        )
         self._path: CubicPath | None = None
 
     # --- the SDE in the paper's coordinates z --------------------------------------------------
@@ -204,5 +229,6 @@ class StableNeuralSDE(nn.Module):
     ) -> Tensor:
         zs = self.latent(path, dt=dt, method=method, generator=generator)
         if return_sequence:
-            return self.readout(zs).transpose(0, 1)
+            n, b, h = zs.shape
+            return self.readout(zs.reshape(n * b, h)).view(n, b, -1).transpose(0, 1)
         return self.readout(zs[-1])
