@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from torchloom.ssm import LSSL, LSSLModel, fft_conv, krylov
+from torchloom.ssm import LSSL, LSSLModel, fft_conv, krylov, krylov_kernel
 
 
 def _naive_krylov(da: torch.Tensor, db: torch.Tensor, length: int) -> torch.Tensor:
@@ -21,6 +21,34 @@ def test_krylov_doubling_equals_powers(n: int, length: int, seed: int) -> None:
     da = torch.randn(3, n, n, generator=g, dtype=torch.float64) / (n + 1)
     db = torch.randn(3, n, generator=g, dtype=torch.float64)
     torch.testing.assert_close(krylov(da, db, length), _naive_krylov(da, db, length))
+
+
+@given(
+    n=st.integers(1, 6),
+    length=st.integers(1, 70),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 1000),
+)
+def test_blocked_kernel_equals_c_times_powers(
+    n: int, length: int, channels: int, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    da = torch.randn(2, n, n, generator=g, dtype=torch.float64) / (n + 1)
+    db = torch.randn(2, n, generator=g, dtype=torch.float64)
+    c = torch.randn(channels, 2, n, generator=g, dtype=torch.float64)
+    want = torch.einsum("mhn,hln->mhl", c, _naive_krylov(da, db, length))
+    torch.testing.assert_close(krylov_kernel(da, db, c, length), want)
+
+
+def test_kernel_flushes_subnormals_without_changing_values() -> None:
+    # a strongly decaying Ā: late powers would be subnormal in float32 (slow CPU arithmetic)
+    da = torch.full((1, 1, 1), 0.5)
+    db = torch.ones(1, 1)
+    k = krylov_kernel(da, db, torch.ones(1, 1, 1), 300)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not bool(((k != 0) & (k.abs() < tiny)).any())
+    want = 0.5 ** torch.arange(300, dtype=torch.float64)
+    torch.testing.assert_close(k[0, 0].double(), want, rtol=1e-6, atol=1e-18)
 
 
 def test_fft_conv_equals_direct() -> None:

@@ -142,7 +142,10 @@ def test_gradient_reaches_configurator_and_is_finite() -> None:
 
 
 def test_latent_configurator_temperature() -> None:
+    # the authors' default: tau_0 = 0.3 sqrt(d)
     c = LatentConfigurator(16)
+    torch.testing.assert_close(c.log_temp.exp(), torch.tensor(1.2))
+    c = LatentConfigurator(16, init_temp_scale=1.0)
     torch.testing.assert_close(c.log_temp.exp(), torch.tensor(4.0))
     u = torch.tensor([[0.0, 8.0]])
     torch.testing.assert_close(c(u), torch.softmax(u / 4.0, -1))

@@ -23,6 +23,7 @@ from torchloom.ssm.lssl import (
     LSSLModel as LSSLModel,
     fft_conv as fft_conv,
     krylov as krylov,
+    krylov_kernel as krylov_kernel,
 )
 from torchloom.ssm.pointer import (
     PointerAttention as PointerAttention,
@@ -74,6 +75,7 @@ __all__: list[str] = [
     "hippo",
     "hull_area_coverage",
     "krylov",
+    "krylov_kernel",
     "lagt",
     "legendre_reconstruct",
     "legs",

@@ -29,7 +29,7 @@ from torchloom.core.checks import check_floating, check_ndim, check_positive
 from torchloom.ssm.discretize import gbt
 from torchloom.ssm.hippo import hippo
 
-__all__ = ["LSSL", "LSSLModel", "fft_conv", "krylov"]
+__all__ = ["LSSL", "LSSLModel", "fft_conv", "krylov", "krylov_kernel"]
 
 
 def krylov(dA: torch.Tensor, dB: torch.Tensor, length: int) -> torch.Tensor:
@@ -45,14 +45,55 @@ def krylov(dA: torch.Tensor, dB: torch.Tensor, length: int) -> torch.Tensor:
         raise ValueError(
             f"dA must be (..., N, N) and dB (..., N), got {tuple(dA.shape)} and {tuple(dB.shape)}"
         )
+    # Stable Ā has powers that decay geometrically; once they fall into the subnormal range
+    # every CPU matmul on them runs several times slower. Entries below sqrt(tiny) are flushed
+    # to zero (relative change < 1e-19 in float32), so no product can become subnormal.
+    floor = math.sqrt(torch.finfo(dA.dtype).tiny)
+
+    def flush(t: torch.Tensor) -> torch.Tensor:
+        # comparisons, not abs(): elementwise arithmetic on subnormals is what is slow
+        return t.masked_fill((t < floor) & (t > -floor), 0.0)
+
     x = dB.unsqueeze(-2)  # rows are the vectors Ā^l B̄
-    power = dA
+    power_t = dA.transpose(-1, -2)
     while x.shape[-2] < length:
-        # rows r^T -> (P r)^T = r^T P^T; the new block holds Ā^{l + 2^j} B̄
-        x = torch.cat([x, x @ power.transpose(-1, -2)], dim=-2)
+        # rows r^T -> (P r)^T = r^T P^T; the new block holds Ā^{l + 2^j} B̄ (only the rows
+        # still needed are multiplied)
+        n_new = min(x.shape[-2], length - x.shape[-2])
+        x = torch.cat([x, flush(x[..., :n_new, :] @ power_t)], dim=-2)
         if x.shape[-2] < length:
-            power = power @ power
-    return x[..., :length, :]
+            power_t = flush(power_t @ power_t)
+    return x
+
+
+def krylov_kernel(dA: torch.Tensor, dB: torch.Tensor, C: torch.Tensor, length: int) -> torch.Tensor:
+    """SSM convolution kernel ``K_l = C Ā^l B̄`` without materialising the Krylov matrix.
+
+    Writing ``l = q S + r`` with a block size ``S ≈ sqrt(L)`` (a power of two),
+    ``K_{qS+r} = (C Ā^{qS}) (Ā^r B̄)``: the ``S`` right vectors ``Ā^r B̄`` and the ``L/S`` left
+    vectors ``C (Ā^S)^q`` are each built by doubling (:func:`krylov`), and one batched matrix
+    product of ``(L/S, N)`` by ``(N, S)`` gives the kernel. Work ``O(H N^2 sqrt(L) + M H L N)``
+    and memory ``O(M H L)`` instead of ``O(H L N)`` for the full Krylov matrix.
+
+    Shapes: ``dA`` ``(H, N, N)``, ``dB`` ``(H, N)``, ``C`` ``(M, H, N)`` → ``(M, H, L)``.
+    """
+    check_floating(C, "C")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an int >= 1, got {length!r}")
+    if C.dim() < 2 or C.shape[-1] != dA.shape[-1]:
+        raise ValueError(f"C must be (..., H, N) with N={dA.shape[-1]}, got {tuple(C.shape)}")
+    block = 1 << max(0, (length - 1).bit_length() // 2)  # ≈ sqrt(L), power of two
+    n_blocks = -(-length // block)
+    right = krylov(dA, dB, block)  # (H, S, N): Ā^r B̄
+    power = dA
+    for _ in range(block.bit_length() - 1):  # Ā^S by repeated squaring
+        power = power @ power
+    floor = math.sqrt(torch.finfo(dA.dtype).tiny)
+    power = power.masked_fill((power < floor) & (power > -floor), 0.0)
+    # rows c^T (Ā^S)^q, as the Krylov sequence of (Ā^S)^T started at c
+    left = krylov(power.transpose(-1, -2), C, n_blocks)  # (M, H, L/S, N)
+    k = (left @ right.transpose(-1, -2)).flatten(-2)[..., :length]  # (M, H, L)
+    return k.masked_fill((k < floor) & (k > -floor), 0.0)
 
 
 def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -63,7 +104,9 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     length = u.shape[-1]
     if k.shape[-1] != length:
         raise ValueError(f"k must have length {length} like u, got {k.shape[-1]}")
-    n = 2 * length  # zero padding turns the circular convolution into a linear one
+    # zero padding to >= 2L - 1 turns the circular convolution into a linear one; a power of
+    # two is the fastest FFT size
+    n = 1 << (2 * length - 1).bit_length() if length > 1 else 1
     y: torch.Tensor = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
     return y[..., :length]
 
@@ -150,7 +193,7 @@ class LSSL(nn.Module):
     def kernel(self, length: int) -> torch.Tensor:
         """Convolution kernel ``K[m, h, l] = C_{m,h} Ā_h^l B̄_h``, shape ``(M, H, L)``."""
         da, db = self.discrete()
-        return torch.einsum("mhn,hln->mhl", self.C, krylov(da, db, length))
+        return krylov_kernel(da, db, self.C, length)
 
     def _check_input(self, u: torch.Tensor) -> None:
         check_floating(u, "u")
@@ -209,12 +252,21 @@ class LSSL(nn.Module):
         """Recurrent mode over a whole sequence: ``(B, L, H)`` → ``(B, L, H)`` and final state."""
         self._check_input(u)
         x = self.default_state(u.shape[0]) if state is None else state
-        disc = self.discrete()
-        ys = []
+        want = (u.shape[0], self.d_model, self.state_dim)
+        if tuple(x.shape) != want:
+            raise ValueError(f"state must have shape {want}, got {tuple(x.shape)}")
+        da, db = self.discrete()
+        # a lean sequential scan: only x_k = Ā x_{k-1} + B̄ u_k is inherently sequential; the
+        # readout C x_k + D u_k and the position-wise mixing run once over all steps
+        da_t = da.transpose(-1, -2).unsqueeze(0)  # (1, H, N, N)
+        bu = db * u[..., None]  # (B, L, H, N)
+        xs = []
         for t in range(u.shape[1]):
-            y, x = self.step(u[:, t], x, disc)
-            ys.append(y)
-        return torch.stack(ys, 1), x
+            x = (x.unsqueeze(-2) @ da_t).squeeze(-2) + bu[:, t]
+            xs.append(x)
+        states = torch.stack(xs, 1)  # (B, L, H, N)
+        y = torch.einsum("mhn,blhn->blmh", self.C, states) + self.D * u[:, :, None, :]
+        return self._mix(y), x
 
 
 class LSSLModel(nn.Module):

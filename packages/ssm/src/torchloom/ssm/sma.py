@@ -6,10 +6,14 @@ SeqBoat layer (paper Sec. 3–4), for ``x ∈ R^{L×d}``:
    gives every token a representation of its whole history;
 2. ``[u, h_x] = W_h m`` — two option logits ``u`` and the SSM path ``h_x``;
 3. **latent configurator**: ``p = softmax(u / τ)`` with a learnt temperature
-   ``τ = exp(θ)`` (initialised to ``sqrt(d)``); a token *activates* the sub-module when option 1
-   wins, ``a = [argmax p = 1]``, and its module output is scaled by the winning probability
-   ``p_max`` — the discrete choice is made in the forward pass while the gradient reaches the
-   configurator through that confidence (SMA's differentiable sparse activation);
+   ``τ = exp(θ)`` (initialised to ``0.3 sqrt(d)``, the authors' ``init_temp_scale``); a token
+   *activates* the sub-module when option 1 wins, ``a = [argmax p = 1]``, and its module output
+   is scaled by the winning probability ``p_max`` — the discrete choice is made in the forward
+   pass while the gradient reaches the configurator through that confidence (SMA's
+   differentiable sparse activation). As in the authors' code (renll/SeqBoat, learned-temperature
+   path), there is no Gumbel noise and no auxiliary sparsity loss: how many tokens activate is
+   decided by the task loss alone (Gumbel sampling with an annealed 2 → 0.5 temperature is only
+   their fixed-temperature alternative);
 4. the activated tokens are **compressed** (gathered in order), a Gated Attention Unit with
    **local** attention over windows of ``w`` *activated* tokens runs on them, and the result is
    scattered back (skipped tokens get 0);
@@ -55,7 +59,7 @@ class LatentConfigurator(nn.Module):
     Shapes: ``u`` ``(..., K)`` → probabilities ``(..., K)``.
     """
 
-    def __init__(self, d_model: int, init_temp_scale: float = 1.0) -> None:
+    def __init__(self, d_model: int, init_temp_scale: float = 0.3) -> None:
         super().__init__()
         self.log_temp = nn.Parameter(torch.tensor(math.log(init_temp_scale * math.sqrt(d_model))))
 
@@ -255,7 +259,7 @@ class SeqBoatLayer(nn.Module):
         dropout: float = 0.0,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        init_temp_scale: float = 1.0,
+        init_temp_scale: float = 0.3,
         max_distance: int = 1024,
     ) -> None:
         super().__init__()
