@@ -459,6 +459,7 @@ class LPGNAS(nn.Module):
         arch_lr: float = 0.01,
         weight_decay: float = 5e-4,
         tau_final: float = 0.3,
+        warmup: int = 0,
     ) -> list[dict[str, float]]:
         """First-order bilevel search: per epoch one weight step on the training loss and one
         architecture step on ``CE_val + size_weight · E[size] / size_ref``; the softmax
@@ -476,6 +477,8 @@ class LPGNAS(nn.Module):
             arch_lr: architecture learning rate (Adam).
             weight_decay: weight decay of the weights.
             tau_final: final softmax temperature.
+            warmup: initial epochs with weight steps only (the architecture stays uniform), so
+                that fast-fitting options are not favoured before the weights have trained.
 
         Returns:
             Per-epoch history: training and validation loss, expected size in bits.
@@ -484,12 +487,13 @@ class LPGNAS(nn.Module):
         check_int(epochs, "epochs", 1)
         check_positive(size_weight, "size_weight", strict=False)
         check_positive(tau_final, "tau_final")
+        check_int(warmup, "warmup", 0)
         w_opt = torch.optim.Adam(self.weight_parameters(), lr=lr, weight_decay=weight_decay)
         a_opt = torch.optim.Adam(self.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999))
         ref = self.reference_size_bits()
         history = []
         for epoch in range(epochs):
-            self.tau = tau_final ** (epoch / max(epochs - 1, 1))
+            self.tau = tau_final ** (max(epoch - warmup, 0) / max(epochs - warmup - 1, 1))
             self.train()
             w_opt.zero_grad()
             train_loss = F.cross_entropy(self(x, edge_index)[train_mask], y[train_mask])
@@ -500,8 +504,9 @@ class LPGNAS(nn.Module):
             a_opt.zero_grad()
             size = self.expected_size_bits()
             val_loss = F.cross_entropy(self(x, edge_index)[val_mask], y[val_mask])
-            (val_loss + size_weight * size / ref).backward()
-            a_opt.step()
+            if epoch >= warmup:
+                (val_loss + size_weight * size / ref).backward()
+                a_opt.step()
             history.append(
                 {
                     "train_loss": float(train_loss.detach()),

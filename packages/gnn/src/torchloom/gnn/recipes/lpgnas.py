@@ -86,7 +86,8 @@ def lpgnas(ctx: RunContext) -> Result:
         for gamma in gammas:
             torch.manual_seed(ctx.seed + s)
             net = LPGNAS(x.shape[1], n_classes, n_layers=2, space=space)
-            net.search(x, ei, y, tr, va, epochs=ctx.pick(40, 100), size_weight=gamma)
+            epochs = ctx.pick(40, 100)
+            net.search(x, ei, y, tr, va, epochs=epochs, size_weight=gamma, warmup=epochs // 3)
             choices = net.derive()
             acc, size = evaluate(choices)
             rows.append(
