@@ -2,21 +2,32 @@
 
     python packages/theory/benchmarks/bench_ntk.py [--quick] [--out DIR]
 
-neural-tangents (JAX) is the named peer. When it is not installed the script says so and
-compares against a per-example ``torch.autograd`` loop instead (the baseline every PyTorch
-user would otherwise write), labelled as such in the JSON. Writes
+neural-tangents (JAX) is the named peer. It cannot share an environment or a process with
+torch, so it runs in a subprocess (``neural_tangents_reference.py`` via ``nt_crosscheck.py``):
+with ``$TORCHLOOM_NT_PYTHON`` (a python that has neural-tangents) if set, else with
+``uv run --script`` when uv is on PATH (its first run downloads jax and TensorFlow into uv's
+cache; ``TORCHLOOM_NT_PYTHON=skip`` opts out). The peer rows are analytic NNGP/NTK for ReLU and
+erf at depths 1-4 with biases (max relative difference in float64), the empirical NTK of one MLP
+with identical weights (agreement, and time ours / neural-tangents' jitted function). Without
+a runner the script says the peer rows are skipped and compares against a per-example
+``torch.autograd`` loop only (the baseline every PyTorch user would otherwise write). Writes
 ``DIR/theory_ntk.json`` = {"package", "topic", "peer", "rows": [{"case", "ours", "peer",
 "ratio", "unit"}]}; ratios are ours / peer.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from torchloom.core.bench import bench_parser, compare, median_time, write_report
-from torchloom.theory import NTKMLP, empirical_ntk, infinite_width_kernels
+from torchloom.theory import NTKMLP, empirical_ntk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nt_crosscheck import ENV_VAR, crosscheck, find_runner
 
 
 class SmallCNN(nn.Module):
@@ -54,16 +65,12 @@ def main() -> None:
         ("mlp", mlp, torch.randn(n, 16)),
         ("cnn", cnn, torch.randn(n, 1, 8, 8)),
     ]
-    try:
-        import jax  # noqa: F401
-        import neural_tangents as nt  # noqa: F401
-
-        have_nt = True
-    except ImportError:
-        have_nt = False
+    runner = find_runner()
+    if runner is None:
         print(
-            "neural-tangents is not installed: comparing against a per-example torch.autograd "
-            "loop instead (install the bench group with neural-tangents for the peer rows)."
+            f"neural-tangents peer rows SKIPPED: neither ${ENV_VAR} (a python with "
+            "neural-tangents) nor uv is available. Rows below compare against a per-example "
+            "torch.autograd loop only."
         )
     rows = []
     for name, model, x in cases:
@@ -75,51 +82,65 @@ def main() -> None:
             rows.append(
                 compare(f"empirical NTK {name} N={n} mode={mode} vs autograd loop", ours, base)
             )
-    if have_nt:
-        rows += _neural_tangents_rows(n, repeats)
-    peer = "neural-tangents" if have_nt else "torch.autograd loop (neural-tangents not installed)"
+    peer = "torch.autograd loop (neural-tangents skipped: no $TORCHLOOM_NT_PYTHON / uv)"
+    if runner is not None:
+        print(f"running the neural-tangents reference in a subprocess: {' '.join(runner)}")
+        rows += _neural_tangents_rows(runner, n, 256 if args.quick else 1024, repeats)
+        peer = "neural-tangents (subprocess) and torch.autograd loop"
     write_report("theory", "ntk", peer, rows, args.out)
 
 
-def _neural_tangents_rows(n: int, repeats: int) -> list[dict[str, object]]:
-    """Analytic kernels and empirical NTK against neural-tangents' stax on the same nets."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)  # compare kernels in float64
-    import jax.numpy as jnp
-    import neural_tangents as nt
-    from neural_tangents import stax
-
+def _neural_tangents_rows(
+    runner: list[str], n: int, width: int, repeats: int
+) -> list[dict[str, object]]:
+    """Analytic NNGP/NTK (ReLU, erf; depths 1-4; biases; float64) and the empirical NTK of one
+    MLP with the same weights, against neural-tangents run in a subprocess."""
+    analytic, emp, versions = crosscheck(
+        runner, n=max(n, 4), width=width, emp_depth=3, repeats=repeats
+    )
+    print(f"neural-tangents reference: {versions}")
     rows: list[dict[str, object]] = []
-    x = np.random.default_rng(0).standard_normal((n, 16))
-    sw2, sb2, depth = 2.0, 0.1, 3
-    layers = []
-    for _ in range(depth):
-        layers += [stax.Dense(512, W_std=sw2**0.5, b_std=sb2**0.5), stax.Relu()]
-    layers.append(stax.Dense(1, W_std=sw2**0.5, b_std=sb2**0.5))
-    init_fn, apply_fn, kernel_fn = stax.serial(*layers)
-    ref = kernel_fn(jnp.asarray(x), None, ("nngp", "ntk"))
-    ours = infinite_width_kernels(torch.from_numpy(x), depth=depth, sigma_w2=sw2, sigma_b2=sb2)
-    for kind, a, b in (("nngp", ours.nngp, ref.nngp), ("ntk", ours.ntk, ref.ntk)):
-        err = float(np.abs(a.numpy() - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+    for r in analytic:
+        print(
+            f"  analytic {r['kind']:>4} {r['case']:<12} max rel diff {r['rel_diff']:.2e} "
+            f"(distinct inputs {r['rel_diff_distinct']:.2e})"
+        )
         rows.append(
             {
-                "case": f"analytic {kind} ReLU depth {depth} max rel diff",
-                "ours": err,
+                "case": f"analytic {r['kind']} {r['case']} max rel diff vs neural-tangents",
+                "ours": r["rel_diff"],
                 "peer": 0.0,
                 "ratio": float("nan"),
                 "unit": "rel",
             }
         )
-    # Empirical NTK of the same MLP in both libraries (timing only; weights differ).
-    _, params = init_fn(jax.random.PRNGKey(0), x.shape)
-    ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0))
-    xj = jnp.asarray(x, dtype=jnp.float32)
-    peer = median_time(lambda: ntk_fn(xj, None, params).block_until_ready(), repeats)
-    mlp = NTKMLP(16, 512, depth, 1, sigma_w2=sw2, sigma_b2=sb2)
-    xt = torch.from_numpy(x).float()
-    ours_t = median_time(lambda: empirical_ntk(mlp, xt), repeats)
-    rows.append(compare(f"empirical NTK ReLU MLP depth {depth} width 512 N={n}", ours_t, peer))
+        if r["kind"] == "ntk":
+            rows.append(
+                compare(f"analytic NNGP+NTK {r['case']} N={n} time", r["ours_s"], r["peer_s"])
+            )
+    rows.append(
+        {
+            "case": "empirical NTK same weights (float64) max rel diff vs neural-tangents",
+            "ours": emp["rel_diff"],
+            "peer": 0.0,
+            "ratio": float("nan"),
+            "unit": "rel",
+        }
+    )
+    rows.append(
+        compare(
+            f"empirical NTK ReLU MLP depth 3 width {width} N={n} mode=jacobian vs nt (jit)",
+            emp["ours_s"],
+            emp["peer_s"],
+        )
+    )
+    rows.append(
+        compare(
+            f"empirical NTK ReLU MLP depth 3 width {width} N={n} mode=ntk_vp vs nt (jit)",
+            emp["ours_vp_s"],
+            emp["peer_s"],
+        )
+    )
     return rows
 
 
