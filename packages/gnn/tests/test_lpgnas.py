@@ -197,3 +197,13 @@ def test_quant_gnn_accepts_sparse_adjacency_like_dense() -> None:
     model = QuantGNN(data.num_features, 5, [LayerChoice("gat", "mean", "elu", 8, 4, 4)] * 2).eval()
     adj_t = to_torch_coo_tensor(data.edge_index.flip(0), size=data.num_nodes)
     torch.testing.assert_close(model(data.x, adj_t), model(data.x, data.edge_index))
+
+
+def test_search_warmup_leaves_architecture_uniform() -> None:
+    data = _graph(40)
+    torch.manual_seed(0)
+    net = LPGNAS(data.num_features, 5, space=SearchSpace(hidden=(4, 8)))
+    w0 = [p.detach().clone() for p in net.weight_parameters()]
+    net.search(data.x, data.edge_index, data.y, data.train_mask, data.val_mask, 3, 1.0, warmup=3)
+    assert all((p == 0).all() for p in net.arch_parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(w0, net.weight_parameters()))
