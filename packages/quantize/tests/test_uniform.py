@@ -205,3 +205,82 @@ def test_bad_input() -> None:
         unscale_buckets(x, torch.zeros(2), torch.zeros(2), 3)
     with pytest.raises(ValueError, match="exclude"):
         fake_quantize_model(_mlp(), 2, exclude=("9",))
+
+
+# --- peer-level (Brevitas-style) property tests -------------------------------------------
+
+
+@SMALL
+@given(
+    x=vectors,
+    bits=st.integers(1, 5),
+    d=st.integers(1, 30),
+    a=st.floats(0.25, 4.0),
+    b=st.floats(-3.0, 3.0),
+)
+def test_affine_equivariance(x: torch.Tensor, bits: int, d: int, a: float, b: float) -> None:
+    # per-bucket min/max scaling makes Q(a·x + b) = a·Q(x) + b for a > 0 (away from exact ties)
+    v, _, _ = scale_buckets(x, d)
+    y = v * (2**bits - 1)
+    keep = ((y - y.floor()) - 0.5).abs() > 1e-6
+    lhs, rhs = uniform_quantize(a * x + b, bits, d), a * uniform_quantize(x, bits, d) + b
+    torch.testing.assert_close(lhs[keep], rhs[keep], rtol=0, atol=1e-9)
+
+
+@SMALL
+@given(x=vectors, bits=st.integers(1, 5), d=st.integers(1, 30))
+def test_monotone_within_buckets_and_on_the_level_grid(x: torch.Tensor, bits: int, d: int) -> None:
+    q = uniform_quantize(x, bits, d)
+    steps = 2**bits - 1
+    for xb, qb in zip(_buckets(x, d), _buckets(q, d)):
+        order = xb.argsort()
+        assert bool((qb[order].diff() >= -1e-12).all())  # x ≤ x' ⇒ Q(x) ≤ Q(x')
+        span = float(xb.max() - xb.min())
+        assert float(qb.min()) >= float(xb.min()) - 1e-12
+        assert float(qb.max()) <= float(xb.max()) + 1e-12
+        if span > 0:
+            k = (qb - xb.min()) / span * steps  # integer level indices
+            torch.testing.assert_close(k, k.round(), rtol=0, atol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(x=vectors, bits=st.integers(1, 4), d=st.integers(2, 30), seed=st.integers(0, 2**16))
+def test_stochastic_rounding_picks_a_neighbouring_level(
+    x: torch.Tensor, bits: int, d: int, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    q = uniform_quantize(x, bits, d, stochastic=True, generator=g)
+    v, lo, span = scale_buckets(x, d)
+    steps = 2**bits - 1
+    y = v * steps
+    down = unscale_buckets(y.floor().clamp(0, steps) / steps, lo, span, d)
+    up = unscale_buckets(y.ceil().clamp(0, steps) / steps, lo, span, d)
+    near = ((q - down).abs() < 1e-9) | ((q - up).abs() < 1e-9)
+    assert bool(near.all())
+
+
+@settings(max_examples=10, deadline=None)
+@given(bits=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_stochastic_rounding_unbiased_for_random_data(bits: int, seed: int) -> None:
+    # z-test of E[Q(x)] = x per entry over n draws: |mean − x| < 5 standard errors
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(16, generator=g, dtype=torch.float64) * 4 - 2
+    n = 8000
+    q = uniform_quantize(x.repeat(n), bits, 16, stochastic=True, generator=g).reshape(n, 16)
+    step = float(x.max() - x.min()) / (2**bits - 1)
+    se = step / 2 / math.sqrt(n)
+    assert float((q.mean(0) - x).abs().max()) < 5 * se
+
+
+@SMALL
+@given(x=vectors, bits=st.integers(1, 5), d=st.integers(1, 30), stochastic=st.booleans())
+def test_quantizer_module_straight_through_gradient(
+    x: torch.Tensor, bits: int, d: int, stochastic: bool
+) -> None:
+    qz = UniformQuantizer(bits, d, stochastic=stochastic)
+    w = x.clone().requires_grad_(True)
+    g = torch.randn_like(x)
+    (gw,) = torch.autograd.grad(qz.train()(w), w, g)
+    assert torch.equal(gw, g)  # ∂L/∂w = ∂L/∂Q(w): the shadow-weight update
+    out = qz.eval()(x)
+    torch.testing.assert_close(out, uniform_quantize(x, bits, d), rtol=0, atol=0)
