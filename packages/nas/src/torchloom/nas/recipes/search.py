@@ -427,6 +427,14 @@ def sharpdarts(ctx: RunContext) -> Result:
             quick=False,
         ),
         Claim(
+            "gap_reduction",
+            ">=",
+            0.0,
+            paper="SD-DARTS narrows the gap between the supernet and the discretised "
+            "architecture (Sec. 4)",
+            quick=False,
+        ),
+        Claim(
             "acc_gap_vs_darts",
             ">=",
             -0.01,
@@ -500,6 +508,7 @@ def sd_darts(ctx: RunContext) -> Result:
             "sharpness_ratio": m_sharp["SD-DARTS"] / m_sharp["DARTS"],
             "gap_darts": m_gap["DARTS"],
             "gap_sd_darts": m_gap["SD-DARTS"],
+            "gap_reduction": m_gap["DARTS"] - m_gap["SD-DARTS"],
             "acc_darts": mean["DARTS"],
             "acc_sd_darts": mean["SD-DARTS"],
             "acc_gap_vs_darts": mean["SD-DARTS"] - mean["DARTS"],
