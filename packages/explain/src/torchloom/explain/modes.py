@@ -189,6 +189,19 @@ class Trajectories:
     def __len__(self) -> int:
         return int(self.states.shape[0])
 
+    @staticmethod
+    def cat(batches: Sequence[Trajectories]) -> Trajectories:
+        """Concatenate batches, padding every one to the longest ``T`` (last state repeated)."""
+        t_max = max(int(b.states.shape[1]) for b in batches)
+        states, masks = [], []
+        for b in batches:
+            extra = t_max - b.states.shape[1]
+            states.append(torch.cat([b.states, b.states[:, -1:].expand(-1, extra, -1)], dim=1))
+            masks.append(torch.cat([b.mask, b.mask.new_zeros(len(b), extra)], dim=1))
+        return Trajectories(
+            torch.cat(states), torch.cat(masks), torch.cat([b.success for b in batches])
+        )
+
 
 def _pad(trajs: Sequence[Tensor], success: Sequence[bool]) -> Trajectories:
     t_max = max(int(t.shape[0]) for t in trajs)

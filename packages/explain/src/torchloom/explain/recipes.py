@@ -365,20 +365,7 @@ def modes(ctx: RunContext) -> Result:
     n_pert, steps, restarts = ctx.pick(200, 600), ctx.pick(250, 600), ctx.pick(1, 3)
     pert = world.perturb(demos, n_pert, g, sigma=0.2)
     demo_batch = world.as_batch(demos)
-    t_max = max(pert.states.shape[1], demo_batch.states.shape[1])
-
-    def pad(b: Trajectories) -> Trajectories:
-        extra = t_max - b.states.shape[1]
-        states = torch.cat([b.states, b.states[:, -1:].expand(-1, extra, -1)], dim=1)
-        mask = torch.cat([b.mask, torch.zeros(len(b), extra, dtype=torch.bool)], dim=1)
-        return Trajectories(states, mask, b.success)
-
-    both = [pad(demo_batch), pad(pert)]
-    data = Trajectories(
-        torch.cat([b.states for b in both]),
-        torch.cat([b.mask for b in both]),
-        torch.cat([b.success for b in both]),
-    )
+    data = Trajectories.cat([demo_batch, pert])
     models = {}
     for name, train in (("glide", data), ("demos_only", demo_batch)):
         fit_gen = torch.Generator().manual_seed(ctx.seed + 1)
