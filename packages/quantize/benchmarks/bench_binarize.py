@@ -10,8 +10,9 @@ Writes ``DIR/quantize_binarize.json`` (DIR defaults to ``$TORCHLOOM_BENCH_DIR`` 
   periodic binariser over a plain sign;
 - test accuracy on 8×8 digits of the same binary CNN trained with BiPer and with sign+STE on the
   same batches (ratio > 1: BiPer better);
-- bit-packed XNOR-popcount products (``xnor_popcount_matmul``, torch int64-word SWAR path) vs the
-  float32 matmul of the same ±1 matrices, and the weight storage of both;
+- bit-packed XNOR-popcount products (``xnor_popcount_matmul``, torch int64-word SWAR path,
+  cache-blocked, in place) vs the float32 matmul of the same ±1 matrices at batch 1 and batched,
+  and the weight storage of both;
 - evaluating ``quantization_error`` (closed form) against ``scipy.integrate.quad`` over a grid
   of ω₀: the absolute error and the time ratio.
 
@@ -86,13 +87,19 @@ def _layer_rows(quick: bool) -> list[dict[str, Any]]:
 def _packed_rows(quick: bool) -> list[dict[str, Any]]:
     """The issue's packed-inference row: XNOR-popcount on packed bytes vs float32 ±1 matmul."""
     rows = []
-    shapes = [(64, 1024, 1024)] if quick else [(64, 1024, 1024), (256, 4096, 4096)]
+    # batch 1 (matrix-vector, memory bound: the packed weights are 32x smaller) and batched
+    # (compute bound: BLAS sgemm against elementwise int64 torch ops)
+    shapes = (
+        [(1, 1024, 1024), (64, 1024, 1024)]
+        if quick
+        else [(1, 1024, 1024), (1, 4096, 4096), (64, 1024, 1024), (256, 4096, 4096)]
+    )
     for b, n, o in shapes:
         x, w = torch.randn(b, n), torch.randn(o, n)
         xs, ws = torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0)
         xp, wp = pack_signs(x), pack_signs(w)
-        t_ours = median_time(lambda xp=xp, wp=wp, n=n: xnor_popcount_matmul(xp, wp, n), 3)
-        t_peer = median_time(lambda xs=xs, ws=ws: xs @ ws.T, 3)
+        t_ours = median_time(lambda xp=xp, wp=wp, n=n: xnor_popcount_matmul(xp, wp, n), 5)
+        t_peer = median_time(lambda xs=xs, ws=ws: xs @ ws.T, 5)
         rows.append(
             compare(
                 f"packed xnor-popcount ({b}x{n})·({o}x{n})ᵀ vs float32 ±1 matmul",

@@ -33,10 +33,17 @@ def test_xnor_matmul_equals_float_sign_matmul(b: int, o: int, n: int, seed: int)
     assert torch.equal(got.to(torch.float32), ref)
 
 
-def test_xnor_matmul_chunked_large(device: str) -> None:
-    # 200 · 1200 · 65 bytes is above the 16 MiB chunk: several column chunks
-    x, w = torch.randn(200, 513, device=device), torch.randn(1200, 513, device=device)
-    got = xnor_popcount_matmul(pack_signs(x), pack_signs(w), 513)
+@pytest.mark.parametrize(
+    ("b", "o", "n"),
+    [
+        (200, 1200, 513),  # 1200 · 9 words per row fit a block: blocks of whole rows
+        (3, 3000, 700),  # 3000 · 11 words per row do not: column blocks, ragged last one
+        (37, 5, 64),  # many rows per block, ragged last row block
+    ],
+)
+def test_xnor_matmul_blocked_large(b: int, o: int, n: int, device: str) -> None:
+    x, w = torch.randn(b, n, device=device), torch.randn(o, n, device=device)
+    got = xnor_popcount_matmul(pack_signs(x), pack_signs(w), n)
     ref = _sign(x).double() @ _sign(w).double().T
     assert torch.equal(got.double(), ref)
 
