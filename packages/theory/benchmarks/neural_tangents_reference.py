@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
         _, shapes = init_fn(jax.random.PRNGKey(0), x.shape)
         # stax.serial params: one (W (in, out), b (out,)) per Dense, () per activation.
         dense = iter(zip(ws, bs))
-        params64 = []
+        params64: list[Any] = []
         for p in shapes:
             if p == ():
                 params64.append(())

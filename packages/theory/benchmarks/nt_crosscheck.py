@@ -9,6 +9,7 @@ Used by ``bench_ntk.py`` and ``tests/test_neural_tangents_crosscheck.py``.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -166,9 +167,13 @@ def compare_analytic(
     distinct = ~identical_pairs(x)
     rows = []
     for case, ref in zip(cases, answer["cases"], strict=True):
-        kw = {k: case[k] for k in ("depth", "activation", "sigma_w2", "sigma_b2")}
-        ours = infinite_width_kernels(xt, **kw)
-        sec = median_time(lambda kw=kw: infinite_width_kernels(xt, **kw), repeats)
+        kw: dict[str, Any] = {k: case[k] for k in ("depth", "activation", "sigma_w2", "sigma_b2")}
+
+        def kernels(kw: dict[str, Any] = kw) -> Any:
+            return infinite_width_kernels(xt, **kw)
+
+        ours = kernels()
+        sec = median_time(kernels, repeats)
         for kind in ("nngp", "ntk"):
             rows.append(
                 {
@@ -212,8 +217,8 @@ def empirical_request(
         "activation": activation,
         "sigma_w2": sigma_w2,
         "sigma_b2": sigma_b2,
-        "weights": [layer.weight.detach().tolist() for layer in mlp.layers],
-        "biases": [layer.bias.detach().tolist() for layer in mlp.layers],
+        "weights": [p.detach().tolist() for n, p in mlp.named_parameters() if "weight" in n],
+        "biases": [p.detach().tolist() for n, p in mlp.named_parameters() if "bias" in n],
         "repeats": repeats,
     }
     return req, mlp
@@ -230,16 +235,7 @@ def compare_empirical(
     """
     xt = torch.from_numpy(x)
     ours64 = empirical_ntk(mlp, xt).numpy()
-    mlp32 = NTKMLP(
-        x.shape[1],
-        mlp.layers[0].out_features if len(mlp.layers) > 1 else 1,  # type: ignore[arg-type]
-        len(mlp.layers) - 1,
-        1,
-        activation=mlp.activation,
-        sigma_w2=float(mlp.layers[0].sigma_w2),  # type: ignore[arg-type]
-        sigma_b2=float(mlp.layers[0].sigma_b2),  # type: ignore[arg-type]
-    )
-    mlp32.load_state_dict({k: v.float() for k, v in mlp.state_dict().items()})
+    mlp32 = copy.deepcopy(mlp).float()
     x32 = xt.float()
     ours_s = median_time(lambda: empirical_ntk(mlp32, x32), repeats)
     ours_vp = median_time(lambda: empirical_ntk(mlp32, x32, mode="ntk_vp"), repeats)
