@@ -86,6 +86,12 @@ def _train(
         sched.step()
 
 
+def _paired_se(a: list[float], b: list[float]) -> float:
+    """Standard error of the mean of the paired differences ``a − b`` (0 for one pair)."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    return statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
+
+
 # ----------------------------------------------------------------------------------- BiPer
 
 
@@ -142,7 +148,7 @@ def biper_digits(ctx: RunContext) -> Result:
     data = digits().to(ctx.device)
     width = ctx.pick(16, 16)
     stage_epochs = ctx.pick(1, 15)
-    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(3)])
+    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(5)])
     freq, lr, clip = 20.0, 5e-3, 0.1
     tau_min, tau_max = 0.0, 1e-3
     accs: dict[str, list[float]] = {"biper": [], "ste": [], "clipped_ste": []}
@@ -186,6 +192,7 @@ def biper_digits(ctx: RunContext) -> Result:
             ctx.log(f"seed {seed} {method}: test accuracy {accs[method][-1]:.4f}")
 
     mean = {k: statistics.fmean(v) for k, v in accs.items()}
+    se = {k: _paired_se(accs["biper"], accs[k]) for k in ("ste", "clipped_ste")}
 
     # the paper's analysis: QE(ω₀) for Laplacian weights vs the QE of the trained latent weights
     freqs = torch.logspace(-1, 3, 40, dtype=torch.float64)
@@ -240,6 +247,8 @@ def biper_digits(ctx: RunContext) -> Result:
             "clipped_ste_acc": mean["clipped_ste"],
             "acc_gain_vs_ste": mean["biper"] - mean["ste"],
             "acc_gain_vs_clipped_ste": mean["biper"] - mean["clipped_ste"],
+            "acc_gain_vs_ste_se": se["ste"],
+            "acc_gain_vs_clipped_ste_se": se["clipped_ste"],
             "qe_laplace_max_abs_err": max_err,
             "qe_drop_over_freq": qe_drop,
             "qe_at_freq_closed_form": float(quantization_error(freq, curves[0][0])),
@@ -254,7 +263,8 @@ def biper_digits(ctx: RunContext) -> Result:
             f"sign(sin(ω₀w)), ω₀={freq:g}, τ from {tau_min:g} to {tau_max:g}); clipped STE "
             f"zeroes the gradient where |w| > {clip:g}.",
             "8×8 digits is easy: differences between methods are a few test images; full mode "
-            "averages 3 seeds.",
+            "averages 5 seeds (same initialisation and batches for every method within a seed); "
+            "*_se is the standard error of the paired per-seed differences.",
         ],
     )
 
@@ -320,9 +330,10 @@ def distill_digits(ctx: RunContext) -> Result:
     teacher_epochs = ctx.pick(12, 30)
     epochs = ctx.pick(8, 40)
     dq_epochs = ctx.pick(2, 5)
-    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(3)])
+    seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(5)])
     bucket, temperature, alpha, lr = 256, 4.0, 0.7, 1e-2
-    res: dict[str, list[float]] = {k: [] for k in ("teacher", "fp", "qd4", "q4", "uniform2", "dq2")}
+    keys = ("teacher", "fp", "fp_kd", "qd4", "q4", "uniform2", "dq2")
+    res: dict[str, list[float]] = {k: [] for k in keys}
     sizes: dict[str, int] = {}
     for seed in seeds:
         torch.manual_seed(seed)
@@ -383,6 +394,20 @@ def distill_digits(ctx: RunContext) -> Result:
         qd4 = qd.export()
         res["qd4"].append(_accuracy(qd4, data.x_test, data.y_test))
 
+        # diagnostic: the same distillation without quantisation (does the teacher help at all?)
+        fp_kd = copy.deepcopy(init)
+        _train(
+            ctx,
+            fp_kd,
+            data,
+            epochs=epochs,
+            lr=lr,
+            seed=seed + 1,
+            loss_fn=kd_loss,
+            description=f"FP distilled seed {seed}",
+        )
+        res["fp_kd"].append(_accuracy(fp_kd, data.x_test, data.y_test))
+
         q4 = fake_quantize_model(copy.deepcopy(init), 4, bucket)
         _train(
             ctx,
@@ -431,13 +456,15 @@ def distill_digits(ctx: RunContext) -> Result:
 
         sizes["teacher"] = model_size_bits(teacher)
         sizes["fp"] = model_size_bits(fp)
+        sizes["fp_kd"] = sizes["fp"]
         sizes["qd4"] = model_size_bits(qd.student)
         sizes["q4"] = sizes["qd4"]
 
     mean = {k: statistics.fmean(v) for k, v in res.items()}
     labels = {
-        "teacher": "teacher (FP, 64-128-128-10)",
-        "fp": "student FP (64-32-10)",
+        "teacher": f"teacher (FP, {'-'.join(map(str, teacher_sizes))})",
+        "fp": f"student FP ({'-'.join(map(str, student_sizes))})",
+        "fp_kd": "student FP, distilled",
         "qd4": "student 4-bit, quantized distillation",
         "q4": "student 4-bit, labels only",
         "uniform2": "student 2-bit uniform (post-training)",
@@ -476,6 +503,10 @@ def distill_digits(ctx: RunContext) -> Result:
             "dq2_acc": mean["dq2"],
             "qd4_gap_to_fp": mean["fp"] - mean["qd4"],
             "qd4_gain_vs_q4": mean["qd4"] - mean["q4"],
+            "qd4_gain_vs_q4_se": _paired_se(res["qd4"], res["q4"]),
+            "fp_kd_acc": mean["fp_kd"],
+            "fp_kd_gain_vs_fp": mean["fp_kd"] - mean["fp"],
+            "teacher_gap_to_fp": mean["teacher"] - mean["fp"],
             "dq2_gain_vs_uniform2": mean["dq2"] - mean["uniform2"],
             "dq2_distill_loss_ratio": mean["dq2_loss_ratio"],
             "qd4_compression_vs_teacher": sizes["teacher"] / sizes["qd4"],
