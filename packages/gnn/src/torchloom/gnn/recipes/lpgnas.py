@@ -147,6 +147,10 @@ def _figure(mean: dict[str, tuple[float, float]]) -> Any:
         for size, acc, m in pts:
             ax.annotate(m.removeprefix(prefix).removeprefix("_"), (size, acc), fontsize=7)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("model size (KiB, log)")
     ax.set_ylabel("test accuracy")
     ax.legend()
