@@ -326,7 +326,8 @@ def _resorter(dq: DifferentiableQuantization) -> Callable[[], None]:
 def distill_digits(ctx: RunContext) -> Result:
     """Quantized distillation and differentiable quantization of a small MLP student, digits."""
     data = digits(flatten=True).to(ctx.device)
-    teacher_sizes, student_sizes = [64, 128, 128, 10], [64, 32, 10]
+    # a stronger teacher (≈98.7%) than the student (≈97.8%)
+    teacher_sizes, student_sizes = [64, 256, 256, 10], [64, 32, 10]
     teacher_epochs = ctx.pick(12, 30)
     epochs = ctx.pick(8, 40)
     dq_epochs = ctx.pick(2, 5)
