@@ -261,7 +261,10 @@ def isolated(session: nox.Session, package: str) -> None:
 def _repro(session: nox.Session, args: Iterable[str] = ()) -> None:
     args = list(args)
     mode = [] if "--full" in args else ["--quick"]  # full mode is loom's default
-    _uv_run(session, "loom", "repro", "all", *mode, *(a for a in args if a != "--full"))
+    # leading non-option arguments are recipe names (default: all); the rest go to loom
+    k = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, rest = args[:k] or ["all"], [a for a in args[k:] if a != "--full"]
+    _uv_run(session, "loom", "repro", *names, *mode, *rest)
 
 
 @nox.session(venv_backend="none")
@@ -316,4 +319,8 @@ def ci(session: nox.Session) -> None:
     _uv_run(session, "pytest", *PYTEST_DEFAULTS, *session.posargs, groups=["bench"])
     for name in ("core", "cli"):
         _isolated(session, name)
-    _repro(session)
+    # The CLI end to end on two fast recipes; every recipe's quick mode is already checked by
+    # the pytest run above (recipes_of + assert_recipe_holds), the heavy ones by `nox -s slow`,
+    # and `nox -s repro` runs `loom repro all --quick`.
+    _uv_run(session, "loom", "list")
+    _repro(session, ["theory.it-bounds", "theory.wide-deep"])

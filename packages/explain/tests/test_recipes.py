@@ -10,7 +10,16 @@ from torchloom.core.recipes import Recipe
 from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.explain import recipes
 
+# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
+_SLOW = {"explain.modes"}
 
-@pytest.mark.parametrize("r", recipes_of(recipes), ids=lambda r: r.name)
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in _SLOW else [])
+        for r in recipes_of(recipes)
+    ],
+)
 def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
     assert_recipe_holds(r, tmp_path)

@@ -7,7 +7,16 @@ import pytest
 import torchloom.hypernet.recipes
 from torchloom.core.testing import assert_recipe_holds, recipes_of
 
+# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
+_SLOW = {"hypernet.neumeta"}
 
-@pytest.mark.parametrize("r", recipes_of(torchloom.hypernet.recipes), ids=lambda r: r.name)
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in _SLOW else [])
+        for r in recipes_of(torchloom.hypernet.recipes)
+    ],
+)
 def test_recipe_holds(r, tmp_path):
     assert_recipe_holds(r, tmp_path)

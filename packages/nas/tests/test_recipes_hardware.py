@@ -10,6 +10,7 @@ from torchloom.core.testing import assert_recipe_holds
 from torchloom.nas.recipes import hardware
 
 
+@pytest.mark.slow
 def test_proxyless_memory_quick(tmp_path: Path) -> None:
     res = assert_recipe_holds(hardware.proxyless_memory, tmp_path)
     rows = res.tables["saved_bytes"]

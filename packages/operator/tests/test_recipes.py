@@ -11,7 +11,7 @@ from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.operator import recipes
 
 # PROSE's quick run trains two small transformers (~1.5 min on one core): slow session only
-_SLOW = {"operator.prose"}
+_SLOW = {"operator.dgno", "operator.mgno", "operator.prose"}
 
 
 @pytest.mark.parametrize(

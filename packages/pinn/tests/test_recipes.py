@@ -13,6 +13,16 @@ from torchloom.pinn import recipes
 RECIPES = recipes_of(recipes)
 
 
-@pytest.mark.parametrize("r", RECIPES, ids=[r.name for r in RECIPES])
+# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
+_SLOW = {"pinn.flame", "pinn.moe", "pinn.nclaw"}
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in _SLOW else [])
+        for r in RECIPES
+    ],
+)
 def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
     assert_recipe_holds(r, tmp_path)

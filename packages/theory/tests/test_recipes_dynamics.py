@@ -13,7 +13,23 @@ from torchloom.theory.recipes import dynamics
 RECIPES = recipes_of(dynamics)
 
 
-@pytest.mark.parametrize("r", RECIPES, ids=[r.name for r in RECIPES])
+# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
+_SLOW = {
+    "theory.info-plane",
+    "theory.opposing-signals",
+    "theory.grokking",
+    "theory.convergent",
+    "theory.geometry",
+}
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in _SLOW else [])
+        for r in RECIPES
+    ],
+)
 def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
     res = assert_recipe_holds(r, tmp_path)
     assert set(res.metrics) >= {c.metric for c in r.claims}
