@@ -32,7 +32,7 @@ from torchloom.nas.space import (
     _edge_op,
     cell_edges,
 )
-from torchloom.nas.supernet import Supernet, default_reductions
+from torchloom.nas.supernet import Supernet, _reduction_cells, _stem
 
 __all__ = [
     "CellSpec",
@@ -388,14 +388,9 @@ class DiscreteNetwork(nn.Module):
         check_int(C, "C")
         check_int(layers, "layers")
         self.in_channels = check_int(in_channels, "in_channels")
-        red = default_reductions(layers) if reductions is None else tuple(reductions)
-        if any(not isinstance(r, int) or not 0 <= r < layers for r in red):
-            raise ValueError(f"reductions must be cell indices in [0, {layers}), got {red}")
-        self.reductions = tuple(sorted(set(red)))
+        self.reductions = _reduction_cells(layers, reductions)
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
+        self.stem = _stem(in_channels, C_curr)
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False

@@ -13,7 +13,7 @@ work; each reduction halves the spatial size, so an 8×8 input supports up to th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -47,6 +47,21 @@ def default_reductions(layers: int) -> tuple[int, ...]:
     """
     check_int(layers, "layers")
     return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def _reduction_cells(layers: int, reductions: Iterable[int] | None) -> tuple[int, ...]:
+    """Validated, sorted reduction-cell indices (``None``: :func:`default_reductions`)."""
+    red = default_reductions(layers) if reductions is None else tuple(reductions)
+    if any(not isinstance(r, int) or not 0 <= r < layers for r in red):
+        raise ValueError(f"reductions must be cell indices in [0, {layers}), got {red}")
+    return tuple(sorted(set(red)))
+
+
+def _stem(in_channels: int, channels: int) -> nn.Sequential:
+    """DARTS stem: 3×3 conv + BatchNorm, shared by the supernet and the discrete network."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+    )
 
 
 class Supernet(nn.Module):
@@ -100,15 +115,10 @@ class Supernet(nn.Module):
         self.mixing: MixingRule = SoftmaxMixing() if mixing is None else mixing
         if not callable(self.mixing):
             raise TypeError(f"mixing must be callable, got {type(self.mixing).__name__}")
-        red = default_reductions(layers) if reductions is None else tuple(reductions)
-        if any(not isinstance(r, int) or not 0 <= r < layers for r in red):
-            raise ValueError(f"reductions must be cell indices in [0, {layers}), got {red}")
-        self.reductions = tuple(sorted(set(red)))
+        self.reductions = _reduction_cells(layers, reductions)
 
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
+        self.stem = _stem(in_channels, C_curr)
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False
