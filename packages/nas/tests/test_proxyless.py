@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,19 +268,118 @@ def test_search_with_latency_loss_moves_towards_fast_ops(mode: str) -> None:
         ProxylessNAS(latency_table=table)
 
 
-def test_proxyless_on_darts_supernet() -> None:
+@pytest.mark.parametrize("lazy", [True, False])
+def test_proxyless_on_darts_supernet(lazy: bool) -> None:
     """The same strategy drives the DARTS cell supernet through the shared search loop."""
     torch.manual_seed(0)
     net = Supernet(C=4, layers=3, steps=2, ops=("none", "skip_connect", "sep_conv_3x3"))
-    strat = ProxylessNAS(mode="two", lazy=False, generator=torch.Generator().manual_seed(0))
+    strat = ProxylessNAS(mode="two", lazy=lazy, generator=torch.Generator().manual_seed(0))
     x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
     before = {k: a.detach().clone() for k, a in net.alphas().items()}
     result = search(strat, net, [(x, y)] * 3, [(x, y)], 1)
-    assert result.genotype is not None
+    assert result.genotype.normal and result.genotype.reduce
     moved = [not torch.equal(before[k], a.detach()) for k, a in net.alphas().items()]
     assert all(moved)
-    with pytest.raises(ValueError, match="lazy=False"):
-        ProxylessNAS(lazy=True).setup(net, 1)
+
+
+_CELL_OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3")
+
+
+def _cell_net(ops: tuple[str, ...] = _CELL_OPS) -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(C=4, layers=3, steps=2, ops=ops)
+
+
+@pytest.mark.parametrize("mode", ["one", "two"])
+def test_lazy_paths_on_darts_cells_give_the_same_gradient(mode: str) -> None:
+    """Path-level binarisation on the DARTS cell supernet: recomputing the non-active paths in
+    the backward gives exactly the architecture gradient of evaluating them all, and leaves their
+    BatchNorm statistics alone."""
+    base = _cell_net()
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    grads, samples = [], []
+    for lazy in (True, False):
+        net = _cell_net()
+        net.load_state_dict(base.state_dict())
+        mixing = ProxylessMixing(mode, lazy, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+        mix = {k: mixing(a) for k, a in net.alphas().items()}
+        loss = F.cross_entropy(net(x, mix), y)
+        grads.append(torch.autograd.grad(loss, net.arch_parameters()))
+        samples.append(mix)
+        if lazy:
+            lz = mix["normal"].lazy
+            assert lz is not None and lz.numel() > 0
+            cell = net.cells[0]
+            assert not cell.reduction
+            op = cell.edges[0].ops[int(lz[0, 0])]
+            stats = [m.running_mean for m in op.modules() if isinstance(m, nn.BatchNorm2d)]
+            assert all(float(s.abs().sum()) == 0.0 for s in stats)
+    for k in ("normal", "reduce"):
+        assert torch.equal(samples[0][k].weights, samples[1][k].weights)  # same gates
+    for g_lazy, g_full in zip(*grads):
+        assert g_lazy.abs().sum() > 0
+        assert torch.allclose(g_lazy, g_full, atol=1e-6)
+
+
+def _cell_saved_bytes(ops: tuple[str, ...], lazy: bool) -> int:
+    net = _cell_net(ops)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    mixing = ProxylessMixing("one", lazy, torch.Generator().manual_seed(0))
+    with SavedTensorMeter(exclude=[*net.parameters(), x]) as meter:
+        mix = {k: mixing(a) for k, a in net.alphas().items()}
+        F.cross_entropy(net(x, mix), y).backward(inputs=net.arch_parameters())
+    return meter.peak_bytes
+
+
+def test_lazy_paths_keep_darts_cell_memory_flat_in_candidates() -> None:
+    few = ("skip_connect", "sep_conv_3x3")
+    lazy = [_cell_saved_bytes(o, True) for o in (few, _CELL_OPS)]
+    full = [_cell_saved_bytes(o, False) for o in (few, _CELL_OPS)]
+    # a one-hot sample stores one path per edge whatever N is, plus the edge inputs
+    assert lazy[1] / lazy[0] <= 1.3
+    assert full[1] / full[0] >= 2.0
+    assert lazy[1] * 2 < full[1]
+
+
+def test_one_search_entry_point_for_cells_and_chains() -> None:
+    """search() drives the layer-wise chain too, and search_chain is exactly that loop."""
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    batches = [(x[:8], y[:8]), (x[8:], y[8:])]
+    out = []
+    for use_chain_loop in (False, True):
+        torch.manual_seed(0)
+        net = ChainSupernet(stem_channels=4, stages=((4, 2, 1),), ops=("mb_k3_e3", "zero"))
+        strat = ProxylessNAS(a_lr=0.05, generator=torch.Generator().manual_seed(1))
+        if use_chain_loop:
+            choice, history = search_chain(strat, net, batches, batches, 2)
+        else:
+            res = search(strat, net, batches, batches, 2)
+            choice, history = res.genotype, res.history
+            assert res.model is net and len(res.step_seconds) == 4
+        assert choice == net.derive() and len(choice) == 2
+        out.append((choice, history, net.alpha.detach().clone()))
+    assert out[0][0] == out[1][0]
+    assert torch.equal(out[0][2], out[1][2])
+    assert [h["arch_loss"] for h in out[0][1]] == [h["arch_loss"] for h in out[1][1]]
+
+
+def test_chain_search_checkpoint_resumes(tmp_path: Path) -> None:
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    batches = [(x[:8], y[:8]), (x[8:], y[8:])]
+
+    def run(epochs: int, ckpt: Path | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = ChainSupernet(stem_channels=4, stages=((4, 2, 1),), ops=("mb_k3_e3", "zero"))
+        strat = ProxylessNAS(a_lr=0.05, generator=torch.Generator().manual_seed(1))
+        net.mixing = strat.mixing  # the checkpoint then carries the sampler's state
+        search(strat, net, batches, batches, epochs, checkpoint=ckpt)
+        return net.alpha.detach().clone()
+
+    straight = run(2, None)
+    ckpt = tmp_path / "chain.pt"
+    run(1, ckpt)
+    resumed = run(2, ckpt)
+    assert torch.allclose(straight, resumed, atol=1e-6)
 
 
 def test_mixing_bad_inputs() -> None:

@@ -132,7 +132,7 @@ def test_nan_loss_is_reported() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="model must be a Supernet"):
+    with pytest.raises(TypeError, match="model must be a Supernet or a ChainSupernet"):
         search(DARTS(), torch.nn.Linear(2, 2), data(1), data(1), 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Strategy protocol"):
         search(object(), model(), data(1), data(1), 1)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from torchloom.core.checks import check_int, check_ndim
+from torchloom.nas.space import mix_ops
 
 __all__ = [
     "PROXYLESS_OPS",
@@ -199,7 +200,7 @@ class MixedLayer(nn.Module):
     ``active`` restricts the sum to some candidates (the others are not evaluated). ``lazy``
     names candidates whose output is only needed for the gradient of their (zero) weight, as in
     ProxylessNAS: they are recomputed in the backward pass without being stored (see
-    :func:`torchloom.nas.proxyless.mix_ops`).
+    :func:`torchloom.nas.space.mix_ops`).
 
     Args:
         C: channels.
@@ -233,8 +234,6 @@ class MixedLayer(nn.Module):
         Returns:
             ``(B, C, H, W)``.
         """
-        from torchloom.nas.proxyless import mix_ops
-
         return x + mix_ops(list(self.ops), x, weights, active, lazy)
 
 
@@ -576,12 +575,11 @@ def search_chain(
     *,
     progress: Callable[..., Iterator[Any]] | None = None,
 ) -> tuple[list[str], list[dict[str, float]]]:
-    """The search loop on the layer-wise space, with the :class:`~torchloom.nas.search.Strategy`
-    protocol (``setup``, ``on_epoch_start``, ``step``, ``on_epoch_end``).
+    """Search on the layer-wise space: :func:`~torchloom.nas.search.search` (the one loop of
+    every space, with checkpoints and DDP) returning ``(choice, history)``.
 
-    Each training batch is paired with the next validation batch (cycled). The DARTS
-    :func:`~torchloom.nas.search.search` (checkpoints, DDP) reads out a cell genotype, which a
-    chain has not; this loop reads out :meth:`ChainSupernet.derive`.
+    Each training batch is paired with the next validation batch (cycled); the architecture is
+    read out by :meth:`ChainSupernet.derive`.
 
     Args:
         strategy: e.g. :class:`~torchloom.nas.proxyless.ProxylessNAS` or
@@ -595,30 +593,7 @@ def search_chain(
     Returns:
         ``(choice, history)``: one op name per layer and one dict of mean metrics per epoch.
     """
-    epochs = check_int(epochs, "epochs")
-    val_list = list(val)
-    if not val_list:
-        raise ValueError("val must hold at least one batch")
-    strategy.setup(model, epochs)
-    history: list[dict[str, float]] = []
-    k = 0
-    for epoch in range(epochs):
-        model.train()
-        strategy.on_epoch_start(model, epoch)
-        batches: Iterable[Any] = train
-        if progress is not None:
-            batches = progress(train, description=f"search {epoch + 1}/{epochs}")
-        sums: dict[str, float] = {}
-        count = 0
-        for batch in batches:
-            metrics = strategy.step(model, batch, val_list[k % len(val_list)], epoch)
-            k += 1
-            count += 1
-            for name, v in metrics.items():
-                sums[name] = sums.get(name, 0.0) + float(v)
-        if count == 0:
-            raise ValueError("train must yield at least one batch per epoch")
-        row = {"epoch": float(epoch), **{n: v / count for n, v in sums.items()}}
-        row.update(strategy.on_epoch_end(model, epoch))
-        history.append(row)
-    return model.derive(), history
+    from torchloom.nas.search import search
+
+    result = search(strategy, model, train, list(val), epochs, progress=progress)
+    return result.genotype, result.history

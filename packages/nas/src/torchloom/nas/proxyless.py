@@ -33,7 +33,7 @@ is the paper's first-order approximation ``∂L/∂p_j ≈ ∂L/∂g_j``. Both s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ from torchloom.core.checks import check_floating, check_positive
 from torchloom.core.relax import binary_gate, binary_gate_two_path
 from torchloom.nas.latency import LatencyTable, arch_latency_matrices
 from torchloom.nas.search import Batch, GradientStrategy
-from torchloom.nas.space import MixedEdge, Mixture
+from torchloom.nas.space import Mixture, mix_ops
 
 __all__ = [
     "PathSample",
@@ -73,105 +73,16 @@ class PathSample(Mixture):
     pair: torch.Tensor | None = None
 
 
-class _Snapshot:
-    """Restore an op's buffers (BatchNorm running statistics) after a side recomputation."""
-
-    def __init__(self, ops: Iterable[nn.Module]) -> None:
-        self.saved = [(b, b.clone()) for op in ops for b in op.buffers()]
-
-    def restore(self) -> None:
-        for b, v in self.saved:
-            b.copy_(v)
-
-
-class _LazyPaths(torch.autograd.Function):
-    """Zero in the forward; in the backward, ``∂L/∂w_j = <∂L/∂out, op_j(x)>`` for lazy ``j``."""
-
-    @staticmethod
-    def forward(
-        weights: torch.Tensor,
-        x: torch.Tensor,
-        ops: list[nn.Module],
-        index: list[int],
-        like: torch.Tensor,
-    ) -> torch.Tensor:
-        return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        weights, x, ops, index, _ = inputs
-        ctx.ops = ops
-        ctx.index = index
-        ctx.weights_shape = weights.shape
-        ctx.save_for_backward(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_w = torch.zeros(ctx.weights_shape, dtype=grad_out.dtype, device=grad_out.device)
-            with torch.no_grad():
-                snap = _Snapshot(ctx.ops)
-                for j, op in zip(ctx.index, ctx.ops):
-                    grad_w[j] = (grad_out * op(x)).sum()
-                snap.restore()
-        return grad_w, None, None, None, None
-
-
-def mix_ops(
-    ops: Sequence[nn.Module],
-    x: torch.Tensor,
-    weights: torch.Tensor,
-    active: torch.Tensor | None = None,
-    lazy: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``Σ_i weights[i] · ops[i](x)`` over ``active`` ops, with memory-free gradients for ``lazy``.
-
-    The ``active`` ops are evaluated with a graph. For each ``lazy`` op ``j`` the term
-    ``weights[j] · ops[j](x)`` is taken to have zero value (its weight is a zero gate) and its
-    gradient ``∂L/∂weights[j] = <∂L/∂out, ops[j](x)>`` is computed in the backward pass by
-    re-running ``ops[j]`` under ``torch.no_grad`` (its buffers, e.g. BatchNorm running stats,
-    are restored). Only ``x`` is saved for that, so memory does not grow with ``len(lazy)``.
-    The gradient to ``x`` and to the lazy ops' parameters through a lazy term is exactly zero
-    (its weight is zero), so nothing is lost.
-
-    Args:
-        ops: the ``N`` candidate modules.
-        x: the edge input ``(B, *)``.
-        weights: ``(N,)`` coefficients (gates).
-        active: ``(k,)`` int64 indices evaluated with a graph; ``None`` evaluates all ``N``.
-        lazy: ``(m,)`` int64 indices whose weight gradient is computed in the backward only.
-
-    Returns:
-        The mixed output, shaped like ``ops[i](x)``.
-    """
-    check_floating(weights, "weights")
-    if weights.shape != (len(ops),):
-        raise ValueError(f"weights must have shape ({len(ops)},), got {tuple(weights.shape)}")
-    idx = range(len(ops)) if active is None else [int(i) for i in active.tolist()]
-    out: torch.Tensor | None = None
-    for i in idx:
-        term = weights[i] * ops[i](x)
-        out = term if out is None else out + term
-    if out is None:
-        raise ValueError("active must select at least one op")
-    if lazy is not None and lazy.numel() > 0:
-        index = [int(j) for j in lazy.tolist()]
-        if weights.requires_grad and torch.is_grad_enabled():
-            out = out + _LazyPaths.apply(weights, x, [ops[j] for j in index], index, out)
-    return out
-
-
 class ProxylessMixing:
     """Mixing rule sampling ProxylessNAS binary paths from ``softmax(α)``.
 
     ``mode="one"``: one active op per edge, the estimator over all ``N`` candidates.
     ``mode="two"``: a pair sampled without replacement, one of it active, the estimator over the
-    pair. With ``lazy=True`` (for edges that understand :attr:`PathSample.lazy`, such as
-    :class:`~torchloom.nas.blocks.MixedLayer`) only the active op is computed with a graph;
-    with ``lazy=False`` (edges that only know ``active``, such as the DARTS
-    :class:`~torchloom.nas.space.MixedEdge`) the ops entering the estimator are all evaluated.
+    pair. With ``lazy=True`` only the active op is computed with a graph and the others entering
+    the estimator are recomputed in the backward pass (:attr:`PathSample.lazy`, read by both the
+    DARTS :class:`~torchloom.nas.space.MixedEdge` and the layer-wise
+    :class:`~torchloom.nas.blocks.MixedLayer`); with ``lazy=False`` they are all evaluated with a
+    graph in the forward (same gradient, memory growing with the candidates).
 
     Args:
         mode: ``"one"`` or ``"two"``.
@@ -331,16 +242,15 @@ class ProxylessNAS(GradientStrategy):
     Architecture step (validation batch): binary gates with the estimator, optionally the
     expected-latency loss, Adam on ``α``; in two-path mode followed by
     :func:`rescale_two_path_`. Weight step (training batch): one path per edge sampled from
-    ``softmax(α)``, only that path trained (SGD). Works on the DARTS
-    :class:`~torchloom.nas.supernet.Supernet` (with :func:`~torchloom.nas.search.search`) and
-    on the layer-wise :class:`~torchloom.nas.blocks.ChainSupernet`
-    (:func:`~torchloom.nas.blocks.search_chain`).
+    ``softmax(α)``, only that path trained (SGD). Works with
+    :func:`~torchloom.nas.search.search` on the DARTS
+    :class:`~torchloom.nas.supernet.Supernet` and on the layer-wise
+    :class:`~torchloom.nas.blocks.ChainSupernet` alike.
 
     Args:
         mode: ``"one"`` or ``"two"`` paths.
-        lazy: recompute non-active paths in the backward; needs edges that read
-            :attr:`PathSample.lazy` (:class:`~torchloom.nas.blocks.MixedLayer`); set False for
-            edges that only read ``active``.
+        lazy: recompute non-active paths in the backward instead of storing them (path-level
+            binarisation; works on both supernets).
         latency_table: per-op latencies; ``None`` searches for accuracy only.
         target_latency: the target ``T`` (µs) of :func:`latency_loss`.
         loss_kind: ``"mul#log"`` or ``"add#linear"``.
@@ -390,12 +300,6 @@ class ProxylessNAS(GradientStrategy):
             model: the supernet.
             epochs: length of the run.
         """
-        if self.mixing.lazy and any(isinstance(m, MixedEdge) for m in model.modules()):
-            raise ValueError(
-                "lazy=True needs edges that recompute the non-active paths (PathSample.lazy), "
-                "which the DARTS MixedEdge does not; use ProxylessNAS(lazy=False) on a DARTS "
-                "Supernet (every path entering the estimator is then evaluated)"
-            )
         super().setup(model, epochs)
         if self.table is not None:
             self._lat = arch_latency_matrices(model, self.table)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from torchloom.core import distributed as tdist
 from torchloom.core.checks import check_int, check_positive
+from torchloom.nas.blocks import ChainSupernet
 from torchloom.nas.genotype import Genotype, derive_genotype
 from torchloom.nas.supernet import Supernet
 
@@ -61,24 +62,25 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class Strategy(Protocol):
     """What :func:`search` needs from a search method."""
 
-    def setup(self, model: Supernet, epochs: int) -> None:
+    def setup(self, model: Any, epochs: int) -> None:
         """Create optimisers and state for ``model`` and a run of ``epochs`` epochs."""
         ...
 
-    def on_epoch_start(self, model: Supernet, epoch: int) -> None:
+    def on_epoch_start(self, model: Any, epoch: int) -> None:
         """Called before each epoch (learning-rate and temperature schedules)."""
         ...
 
-    def step(self, model: Supernet, train: Batch, val: Batch, epoch: int) -> dict[str, float]:
+    def step(self, model: Any, train: Batch, val: Batch, epoch: int) -> dict[str, float]:
         """One search step on a training and a validation batch; returns scalar metrics."""
         ...
 
-    def on_epoch_end(self, model: Supernet, epoch: int) -> dict[str, float]:
+    def on_epoch_end(self, model: Any, epoch: int) -> dict[str, float]:
         """Called after each epoch; returns extra metrics for the history."""
         ...
 
-    def derive(self, model: Supernet) -> Genotype:
-        """The discrete architecture at the end of the search."""
+    def derive(self, model: Any) -> Any:
+        """The discrete architecture at the end of the search (a :class:`Genotype` for a cell
+        supernet, one op name per layer for a chain)."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -302,16 +304,21 @@ class GradientStrategy:
         metrics.update(self.weight_step(model, train))
         return metrics
 
-    def derive(self, model: Supernet) -> Genotype:
-        """The DARTS read-out (:func:`~torchloom.nas.genotype.derive_genotype`).
+    def derive(self, model: Any) -> Any:
+        """The read-out of the searched architecture: DARTS's
+        (:func:`~torchloom.nas.genotype.derive_genotype`) on a cell
+        :class:`~torchloom.nas.supernet.Supernet`, the most likely op per layer
+        (:meth:`~torchloom.nas.blocks.ChainSupernet.derive`) on a layer-wise chain.
 
         Args:
             model: the supernet.
 
         Returns:
-            The genotype.
+            A :class:`~torchloom.nas.genotype.Genotype`, or one op name per layer for a chain.
         """
-        return derive_genotype(model)
+        if isinstance(model, Supernet):
+            return derive_genotype(model)
+        return model.derive()
 
     # ------------------------------------------------------------------ state
 
@@ -338,12 +345,17 @@ def _check_loss(loss: torch.Tensor, what: str) -> None:
         raise FloatingPointError(f"the {what} loss is not finite ({float(loss.detach())})")
 
 
+A = TypeVar("A")
+
+
 @dataclass
-class SearchResult:
+class SearchResult(Generic[A]):
     """What :func:`search` returns.
 
     Attributes:
-        genotype: the derived architecture.
+        genotype: the derived architecture: a :class:`~torchloom.nas.genotype.Genotype` for a
+            cell :class:`~torchloom.nas.supernet.Supernet`, the list of chosen op names (one
+            per layer) for a :class:`~torchloom.nas.blocks.ChainSupernet`.
         history: one dict of averaged metrics per epoch (``epoch``, ``train_loss``, ...).
         model: the searched supernet.
         strategy: the strategy, with its final state.
@@ -352,9 +364,9 @@ class SearchResult:
         step_seconds: wall time of every search step of this run.
     """
 
-    genotype: Genotype
+    genotype: A
     history: list[dict[str, float]] = field(default_factory=list)
-    model: Supernet | None = None
+    model: Supernet | ChainSupernet | None = None
     strategy: Any = None
     seconds_per_step: float = float("nan")
     step_seconds: list[float] = field(default_factory=list)
@@ -370,7 +382,7 @@ def _batches(loader: Iterable[Batch]) -> Iterator[Batch]:
             raise ValueError("val must yield at least one batch")
 
 
-def _rng_states(model: Supernet) -> dict[str, Any]:
+def _rng_states(model: nn.Module) -> dict[str, Any]:
     out: dict[str, Any] = {"torch": torch.get_rng_state()}
     g = getattr(model.mixing, "generator", None)
     if isinstance(g, torch.Generator):
@@ -378,7 +390,7 @@ def _rng_states(model: Supernet) -> dict[str, Any]:
     return out
 
 
-def _set_rng_states(model: Supernet, states: dict[str, Any]) -> None:
+def _set_rng_states(model: nn.Module, states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     g = getattr(model.mixing, "generator", None)
     if isinstance(g, torch.Generator) and "mixing" in states:
@@ -393,6 +405,7 @@ def _broadcast_model(model: nn.Module) -> None:
             dist.broadcast(t, src=0)
 
 
+@overload
 def search(
     strategy: Strategy,
     model: Supernet,
@@ -405,12 +418,48 @@ def search(
     progress: Callable[..., Iterator[Any]] | None = None,
     log: Callable[[str], None] | None = None,
     device: str | torch.device | None = None,
-) -> SearchResult:
+) -> SearchResult[Genotype]: ...
+
+
+@overload
+def search(
+    strategy: Strategy,
+    model: ChainSupernet,
+    train: Iterable[Batch],
+    val: Iterable[Batch],
+    epochs: int,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    progress: Callable[..., Iterator[Any]] | None = None,
+    log: Callable[[str], None] | None = None,
+    device: str | torch.device | None = None,
+) -> SearchResult[list[str]]: ...
+
+
+def search(
+    strategy: Strategy,
+    model: Supernet | ChainSupernet,
+    train: Iterable[Batch],
+    val: Iterable[Batch],
+    epochs: int,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    progress: Callable[..., Iterator[Any]] | None = None,
+    log: Callable[[str], None] | None = None,
+    device: str | torch.device | None = None,
+) -> SearchResult[Any]:
     """Run a differentiable architecture search.
+
+    One loop for both search spaces: the DARTS cell :class:`~torchloom.nas.supernet.Supernet`
+    (read out as a :class:`~torchloom.nas.genotype.Genotype`) and the layer-wise
+    :class:`~torchloom.nas.blocks.ChainSupernet` of ProxylessNAS/FBNet (read out as one op
+    name per layer).
 
     Args:
         strategy: the search method (a :class:`Strategy`).
-        model: the supernet.
+        model: the supernet (cell or chain).
         train: an iterable of training batches ``(x, y)`` (a ``DataLoader``, a list, ...),
             iterated once per epoch.
         val: validation batches, drawn one per training batch and cycled.
@@ -426,8 +475,8 @@ def search(
     Returns:
         A :class:`SearchResult` with the derived genotype and the per-epoch history.
     """
-    if not isinstance(model, Supernet):
-        raise TypeError(f"model must be a Supernet, got {type(model).__name__}")
+    if not isinstance(model, Supernet | ChainSupernet):
+        raise TypeError(f"model must be a Supernet or a ChainSupernet, got {type(model).__name__}")
     for name in ("setup", "step", "derive", "state_dict"):
         if not callable(getattr(strategy, name, None)):
             raise TypeError(f"strategy must implement the Strategy protocol (missing {name})")

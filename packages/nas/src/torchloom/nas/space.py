@@ -47,9 +47,9 @@ forward per cell type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -80,6 +80,7 @@ __all__ = [
     "cell_edges",
     "make_op",
     "max_w_coefficients",
+    "mix_ops",
     "num_edges",
     "register_op",
 ]
@@ -618,6 +619,96 @@ class BinaryPathMixing:
 # --------------------------------------------------------------------------- edges and cells
 
 
+class _Snapshot:
+    """Restore an op's buffers (BatchNorm running statistics) after a side recomputation."""
+
+    def __init__(self, ops: Iterable[nn.Module]) -> None:
+        self.saved = [(b, b.clone()) for op in ops for b in op.buffers()]
+
+    def restore(self) -> None:
+        for b, v in self.saved:
+            b.copy_(v)
+
+
+class _LazyPaths(torch.autograd.Function):
+    """Zero in the forward; in the backward, ``∂L/∂w_j = <∂L/∂out, op_j(x)>`` for lazy ``j``."""
+
+    @staticmethod
+    def forward(
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        ops: list[nn.Module],
+        index: list[int],
+        like: torch.Tensor,
+    ) -> torch.Tensor:
+        return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        weights, x, ops, index, _ = inputs
+        ctx.ops = ops
+        ctx.index = index
+        ctx.weights_shape = weights.shape
+        ctx.save_for_backward(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.zeros(ctx.weights_shape, dtype=grad_out.dtype, device=grad_out.device)
+            with torch.no_grad():
+                snap = _Snapshot(ctx.ops)
+                for j, op in zip(ctx.index, ctx.ops):
+                    grad_w[j] = (grad_out * op(x)).sum()
+                snap.restore()
+        return grad_w, None, None, None, None
+
+
+def mix_ops(
+    ops: Sequence[nn.Module],
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    active: torch.Tensor | None = None,
+    lazy: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``Σ_i weights[i] · ops[i](x)`` over ``active`` ops, with memory-free gradients for ``lazy``.
+
+    The ``active`` ops are evaluated with a graph. For each ``lazy`` op ``j`` the term
+    ``weights[j] · ops[j](x)`` is taken to have zero value (its weight is a zero gate) and its
+    gradient ``∂L/∂weights[j] = <∂L/∂out, ops[j](x)>`` is computed in the backward pass by
+    re-running ``ops[j]`` under ``torch.no_grad`` (its buffers, e.g. BatchNorm running stats,
+    are restored). Only ``x`` is saved for that, so memory does not grow with ``len(lazy)``.
+    The gradient to ``x`` and to the lazy ops' parameters through a lazy term is exactly zero
+    (its weight is zero), so nothing is lost.
+
+    Args:
+        ops: the ``N`` candidate modules.
+        x: the edge input ``(B, *)``.
+        weights: ``(N,)`` coefficients (gates).
+        active: ``(k,)`` int64 indices evaluated with a graph; ``None`` evaluates all ``N``.
+        lazy: ``(m,)`` int64 indices whose weight gradient is computed in the backward only.
+
+    Returns:
+        The mixed output, shaped like ``ops[i](x)``.
+    """
+    check_floating(weights, "weights")
+    if weights.shape != (len(ops),):
+        raise ValueError(f"weights must have shape ({len(ops)},), got {tuple(weights.shape)}")
+    idx = range(len(ops)) if active is None else [int(i) for i in active.tolist()]
+    out: torch.Tensor | None = None
+    for i in idx:
+        term = weights[i] * ops[i](x)
+        out = term if out is None else out + term
+    if out is None:
+        raise ValueError("active must select at least one op")
+    if lazy is not None and lazy.numel() > 0:
+        index = [int(j) for j in lazy.tolist()]
+        if weights.requires_grad and torch.is_grad_enabled():
+            out = out + _LazyPaths.apply(weights, x, [ops[j] for j in index], index, out)
+    return out
+
+
 def _check_ops(ops: Sequence[str]) -> tuple[str, ...]:
     if isinstance(ops, str) or not isinstance(ops, Sequence):
         raise TypeError(f"ops must be a sequence of op names, got {type(ops).__name__}")
@@ -658,30 +749,28 @@ class MixedEdge(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, weights: torch.Tensor, active: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        active: torch.Tensor | None = None,
+        lazy: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``Σ_i weights[i] · op_i(x)`` over all ops, or over ``active`` ones only.
+
+        ``lazy`` ops (ProxylessNAS binary paths, :attr:`torchloom.nas.proxyless.PathSample.lazy`)
+        take no part in the value but get ``∂L/∂weights[j]`` by recomputation in the backward
+        pass, without storing their activations (:func:`mix_ops`).
 
         Args:
             x: input ``(B, C, H, W)``.
             weights: ``(N,)`` coefficients.
             active: ``(k,)`` int64 indices of the ops to evaluate, or ``None`` for all.
+            lazy: ``(m,)`` int64 indices whose weight gradient is computed in the backward only.
 
         Returns:
             ``(B, C, H / stride, W / stride)``.
         """
-        if weights.shape != (len(self.ops),):
-            raise ValueError(
-                f"weights must have shape ({len(self.ops)},), got {tuple(weights.shape)}"
-            )
-        idx = range(len(self.ops)) if active is None else [int(i) for i in active.tolist()]
-        out: torch.Tensor | None = None
-        for i in idx:
-            term = weights[i] * self.ops[i](x)
-            out = term if out is None else out + term
-        if out is None:
-            raise ValueError("active must select at least one op")
-        return out
+        return mix_ops(list(self.ops), x, weights, active, lazy)
 
 
 def _edge_op(name: str, C: int, stride: int, affine: bool, pool_bn: bool) -> nn.Module:
@@ -786,6 +875,7 @@ class SearchCell(nn.Module):
             ``(B, multiplier · C, H / r, W / r)``.
         """
         mix = as_mixture(mixture, (len(self.edges), self.num_ops))
+        lazy: torch.Tensor | None = getattr(mix, "lazy", None)  # ProxylessNAS PathSample
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):
@@ -793,7 +883,8 @@ class SearchCell(nn.Module):
             for j, h in enumerate(states):
                 e = offset + j
                 act = None if mix.active is None else mix.active[e]
-                term = self.edges[e](h, mix.weights[e], act)
+                lz = None if lazy is None else lazy[e]
+                term = self.edges[e](h, mix.weights[e], act, lz)
                 node = term if node is None else node + term
             offset += len(states)
             if node is None:  # pragma: no cover - every node has >= 2 inputs

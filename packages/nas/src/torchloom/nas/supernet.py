@@ -13,6 +13,7 @@ work; each reduction halves the spatial size, so an 8×8 input supports up to th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -220,7 +221,8 @@ class Supernet(nn.Module):
         for kind, alpha in self.alphas().items():
             if weights is not None and kind in weights:
                 given = as_mixture(weights[kind], shape)
-                mixes[kind] = Mixture(given.weights.to(x), given.active)
+                # keep the mixture's type and extra fields (e.g. PathSample.lazy)
+                mixes[kind] = dataclasses.replace(given, weights=given.weights.to(x))
             else:
                 mixes[kind] = as_mixture(self.mixing(alpha), shape)
         s0 = s1 = self.stem(x)
