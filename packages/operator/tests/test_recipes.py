@@ -10,8 +10,8 @@ from torchloom.core.recipes import Recipe
 from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.operator import recipes
 
-# PROSE's quick run trains two small transformers (~1.5 min on one core): slow session only
-_SLOW = {"operator.dgno", "operator.mgno", "operator.prose"}
+# quick modes above ~20 s on one core: slow session only
+_SLOW = {"operator.dgno"}
 
 
 @pytest.mark.parametrize(

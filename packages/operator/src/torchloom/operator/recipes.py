@@ -491,8 +491,9 @@ def prose(ctx: RunContext) -> Result:
     from torchloom.operator.prose import PROSE, ExprTokenizer, corrupt_terms, prose_loss, skeleton
 
     tok = ExprTokenizer(2)
-    n_tr, n_te = ctx.pick(512, 2000), ctx.pick(64, 200)
-    steps = ctx.pick(200, 600)
+    n_tr, n_te = ctx.pick(192, 2000), ctx.pick(48, 200)
+    steps = ctx.pick(80, 600)
+    max_lr = ctx.pick(3e-3, 1e-3)
     gen = torch.Generator().manual_seed(ctx.seed)
     rng = random.Random(ctx.seed)
     torch.manual_seed(ctx.seed)
@@ -520,7 +521,7 @@ def prose(ctx: RunContext) -> Result:
             2,
             d_model=64,
             heads=4,
-            layers=(2, 2, 2, 2, 2),
+            layers=ctx.pick((1, 1, 1, 1, 1), (2, 2, 2, 2, 2)),
             max_len=max_len,
             use_symbols=use_symbols,
             pad_id=tok.pad,
@@ -536,7 +537,7 @@ def prose(ctx: RunContext) -> Result:
     hist: dict[str, list[float]] = {k: [] for k in models}
     for name, model in models.items():
         opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps)
         for _ in ctx.progress(range(steps), description=name):
             idx = torch.randint(n_tr, (64,), generator=gen)
             ti, xi, tq, yq = batch_inputs(idx, 0.02)
