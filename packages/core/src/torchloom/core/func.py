@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 import torch.func
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating
 
 __all__ = [
@@ -143,9 +144,9 @@ def hvp(
 
 def _probe(x: torch.Tensor, distribution: str, generator: torch.Generator | None) -> torch.Tensor:
     if distribution == "rademacher":
-        r = torch.randint(0, 2, x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        r = rng.randint(0, 2, x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return 2 * r - 1
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return rng.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 def divergence(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_positive
 
 __all__ = [
@@ -48,8 +49,7 @@ def _check_categories(logits: torch.Tensor, name: str) -> None:
 
 def _gumbel_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     # -log(E) with E ~ Exp(1) is Gumbel(0, 1); exponential_ never returns 0, so no -inf.
-    e = torch.empty_like(x, memory_format=torch.contiguous_format).exponential_(generator=generator)
-    return -e.log()
+    return -rng.exponential(x, generator=generator).log()
 
 
 def gumbel_softmax(
@@ -85,9 +85,7 @@ def gumbel_softmax(
 def _sample_index(probs: torch.Tensor, generator: torch.Generator | None, k: int) -> torch.Tensor:
     """``k`` indices without replacement per row of ``probs`` ``(..., N)`` -> ``(..., k)``."""
     flat = probs.reshape(-1, probs.shape[-1])
-    if flat.dtype in (torch.float16, torch.bfloat16):
-        flat = flat.float()  # multinomial wants at least single precision on every device
-    idx = torch.multinomial(flat, k, replacement=False, generator=generator)
+    idx = rng.multinomial(flat, k, replacement=False, generator=generator)
     return idx.reshape(*probs.shape[:-1], k)
 
 
@@ -224,7 +222,7 @@ def hard_concrete(
     check_floating(log_alpha, "log_alpha")
     beta, gamma, zeta = _check_stretch(beta, gamma, zeta)
     if training:
-        u = torch.rand(
+        u = rng.rand(
             log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device
         )
         # rand can return exactly 0; keep u in (0, 1) so the logistic noise stays finite.
