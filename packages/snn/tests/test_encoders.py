@@ -56,3 +56,12 @@ def test_bad_input():
         latency_encode(torch.tensor([float("nan")]), 3)
     with pytest.raises(TypeError, match="floating"):
         poisson_encode(torch.ones(3, dtype=torch.long), 3)
+
+
+def test_poisson_same_spikes_on_every_device_from_a_cpu_generator(device):
+    # recipes hand out one CPU generator; the spikes must not depend on the model's device
+    x = torch.rand(3, 7, generator=torch.Generator().manual_seed(1))
+    ref = poisson_encode(x, 5, generator=torch.Generator().manual_seed(2))
+    got = poisson_encode(x.to(device), 5, generator=torch.Generator().manual_seed(2))
+    assert got.device.type == device.type
+    torch.testing.assert_close(got.cpu(), ref, rtol=0, atol=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating
 
 __all__ = ["direct_encode", "latency_encode", "poisson_encode"]
@@ -45,7 +46,7 @@ def poisson_encode(
     check_floating(x, "x")
     t = _check_steps(steps)
     _check_unit(x)
-    u = torch.rand((t, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+    u = rng.rand((t, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
     return (u < x.unsqueeze(0)).to(x.dtype)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchloom.core import rng
+
 __all__ = [
     "ConvergenceSummary",
     "SpectralAlignment",
@@ -311,11 +313,11 @@ def _kmeans(v: Tensor, k: int, generator: torch.Generator | None, restarts: int 
     best, best_cost = torch.zeros(v.shape[0], dtype=torch.long), float("inf")
     for _ in range(restarts):
         # k-means++ seeding.
-        idx = [int(torch.randint(v.shape[0], (1,), generator=generator))]
+        idx = [int(rng.randint(0, v.shape[0], (1,), generator=generator))]
         for _ in range(1, k):
             d = torch.cdist(v, v[idx]).min(1).values.pow(2)
             p = d / d.sum() if float(d.sum()) > 0 else torch.full_like(d, 1 / len(d))
-            idx.append(int(torch.multinomial(p.float(), 1, generator=generator)))
+            idx.append(int(rng.multinomial(p, 1, generator=generator)))
         cent = v[idx].clone()
         for _ in range(100):
             lab = torch.cdist(v, cent).argmin(1)
