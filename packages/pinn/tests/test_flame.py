@@ -97,3 +97,21 @@ def test_bad_input() -> None:
         FlamePINN(FlameConfig())(torch.zeros(3))
     with pytest.raises(ValueError, match="method"):
         reference_flame(FlameConfig(), "euler")  # type: ignore[arg-type]
+
+
+def test_warmup_fits_the_z_profile_and_leaves_parameters_alone() -> None:
+    torch.manual_seed(0)
+    cfg = FlameConfig(phi=0.50)
+    m = FlamePINN(cfg, learn=("lam",)).double()
+    before = (float(m.s_L), float(m.lam))
+    x = torch.tensor([[0.1], [0.4], [0.6], [0.9]], dtype=torch.float64) * cfg.length
+    T0 = m(x).detach()
+    misfit = m.warmup(steps=200, lr=1e-2)
+    T = m(x).detach().ravel()
+    assert misfit < 1e-3
+    assert (float(m.s_L), float(m.lam)) == before  # only the network moves
+    assert float(T[0]) < cfg.T_in + 0.1 * (cfg.T_max - cfg.T_in)  # cold before the front
+    assert float(T[2]) > cfg.T_max - 0.1 * (cfg.T_max - cfg.T_in)  # burnt after it
+    assert not torch.allclose(T0.ravel(), T)
+    with pytest.raises(ValueError, match="front"):
+        m.warmup(steps=1, front=(0.6, 0.5))

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchloom.core.checks import check_floating, check_positive
+from torchloom.core.checks import check_floating, check_int, check_positive
 from torchloom.pinn.residual import MLP, gradient, soft_boundary_loss
 
 __all__ = [
@@ -354,6 +354,49 @@ class FlamePINN(nn.Module):
             self.net(self.input_scale * (2.0 * x / cfg.length - 1.0))
         ) * (cfg.T_max - cfg.T_in)
         return out
+
+    def warmup(
+        self,
+        steps: int = 1000,
+        lr: float = 1e-3,
+        front: tuple[float, float] = (0.3, 0.5),
+        n_points: int = 100,
+    ) -> float:
+        """Z-shape warm-up of the network before the physics-informed training (as in the paper).
+
+        Fits ``T`` by Adam to a piecewise-linear "Z" profile: ``T_in`` up to ``front[0] · L``,
+        a linear rise to ``T_max`` at ``front[1] · L``, ``T_max`` beyond. Without it the
+        random initial network places the flame where the weakly constrained preheat zone
+        happens to put it: ``s_L`` still comes out near the reference, but the flame sits
+        downstream (the inlet conditions fix the position only through the exponentially
+        small preheat-zone residual). Only the network is trained here, not ``s_L``/``λ``/``A``.
+
+        Args:
+            steps: Adam steps.
+            lr: learning rate.
+            front: start and end of the ramp as fractions of ``L``.
+            n_points: fitting points on ``[0, L]``.
+
+        Returns:
+            The final mean squared misfit of ``T / T_max``.
+        """
+        check_int(steps, "steps", minimum=0)
+        lo, hi = front
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"front must satisfy 0 <= front[0] < front[1] <= 1, got {front}")
+        cfg = self.cfg
+        p = next(self.net.parameters())
+        xh = torch.linspace(0.0, 1.0, n_points, dtype=p.dtype, device=p.device).reshape(-1, 1)
+        prof = ((xh - lo) / (hi - lo)).clamp(0.0, 1.0)
+        target = (cfg.T_in + prof * (cfg.T_max - cfg.T_in)) / cfg.T_max
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        loss = torch.zeros(())
+        for _ in range(steps):
+            loss = ((self(xh * cfg.length) / cfg.T_max - target) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised energy residual (see the module docstring) at ``x``.
