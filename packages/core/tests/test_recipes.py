@@ -107,3 +107,16 @@ def test_assert_recipe_holds(tmp_path: Path) -> None:
     assert assert_recipe_holds(_passing, tmp_path).ok
     with pytest.raises(AssertionError, match="claims did not hold"):
         assert_recipe_holds(_mixed, tmp_path)
+
+
+def test_recipe_params_marks_slow_and_rejects_unknown_names() -> None:
+    from torchloom.core.testing import recipe_params
+
+    this = sys.modules[__name__]
+    params = recipe_params(this, slow={"toy.mixed"})
+    by_id = {p.id: p for p in params}
+    assert set(by_id) == {"toy.pass", "toy.mixed"}
+    assert [m.name for m in by_id["toy.mixed"].marks] == ["slow"]
+    assert not by_id["toy.pass"].marks
+    with pytest.raises(ValueError, match="toy.renamed"):
+        recipe_params(this, slow={"toy.renamed"})

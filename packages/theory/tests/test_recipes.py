@@ -1,5 +1,5 @@
-"""Every kernel recipe (recipes.kernels) runs in quick mode and its checked claims hold; the
-probe, dynamics and limits recipes have their own test files."""
+"""Every theory recipe (kernels, probes, dynamics, limits) runs in quick mode, its checked claims
+hold, and it writes result.json and its figures."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from torchloom.core.recipes import Recipe, run_recipe
-from torchloom.theory.recipes import kernels as recipes
+from torchloom.core.recipes import Recipe
+from torchloom.core.testing import assert_recipe_holds, recipe_params
+from torchloom.theory.recipes import dynamics, kernels, limits, probes
 
-RECIPES = [r for r in vars(recipes).values() if isinstance(r, Recipe)]
 
-
-@pytest.mark.parametrize("r", RECIPES, ids=[r.name for r in RECIPES])
+@pytest.mark.parametrize("r", recipe_params(kernels, probes, dynamics, limits))
 def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
-    result = run_recipe(r, quick=True, out_dir=tmp_path, show_progress=False)
-    failed = [c.to_json() for c in result.claims if c.checked and not c.holds]
-    assert not failed, failed
-    assert (tmp_path / r.name / "result.json").exists()
-    assert result.figures and all(Path(f).exists() for f in result.figures)
+    res = assert_recipe_holds(r, tmp_path)
+    assert set(res.metrics) >= {c.metric for c in r.claims}
+    assert res.figures

@@ -18,7 +18,13 @@ import torch
 
 from torchloom.core.recipes import Recipe, Result, recipes_in, run_recipe
 
-__all__ = ["assert_gradcheck", "assert_recipe_holds", "available_devices", "recipes_of"]
+__all__ = [
+    "assert_gradcheck",
+    "assert_recipe_holds",
+    "available_devices",
+    "recipe_params",
+    "recipes_of",
+]
 
 
 def available_devices() -> list[str]:
@@ -66,6 +72,25 @@ def assert_gradcheck(
 def recipes_of(module: Any) -> list[Recipe]:
     """The recipes defined at the top level of ``module`` (for parametrising tests)."""
     return list(recipes_in(module).values())
+
+
+def recipe_params(*modules: Any, slow: Sequence[str] = ()) -> list[Any]:
+    """``pytest.param`` per recipe of ``modules`` (id = recipe name), marked ``slow`` when the
+    name is in ``slow``. A name in ``slow`` that is no recipe of ``modules`` raises ``ValueError``,
+    so a renamed recipe cannot silently leave the slow set stale.
+
+    Use: ``@pytest.mark.parametrize("r", recipe_params(recipes, slow={"pkg.big"}))``.
+    """
+    import pytest  # only test code calls this; the library must not need pytest
+
+    found = [r for m in modules for r in recipes_of(m)]
+    unknown = set(slow) - {r.name for r in found}
+    if unknown:
+        raise ValueError(f"slow names recipes that do not exist here: {sorted(unknown)}")
+    return [
+        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in slow else [])
+        for r in found
+    ]
 
 
 def assert_recipe_holds(r: Recipe, out_dir: str | Path) -> Result:
