@@ -11,7 +11,7 @@ from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.explain import recipes
 
 # quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"explain.modes"}
+_SLOW: set[str] = set()
 
 
 @pytest.mark.parametrize(

@@ -362,7 +362,7 @@ def modes(ctx: RunContext) -> Result:
     world = ModeWorld(seed=ctx.seed, step=0.05)
     g = torch.Generator().manual_seed(ctx.seed)
     demos = world.demonstrations(4, g)
-    n_pert, steps, restarts = ctx.pick(200, 600), ctx.pick(250, 600), ctx.pick(1, 3)
+    n_pert, steps, restarts = ctx.pick(200, 600), ctx.pick(150, 600), ctx.pick(1, 3)
     pert = world.perturb(demos, n_pert, g, sigma=0.2)
     demo_batch = world.as_batch(demos)
     data = Trajectories.cat([demo_batch, pert])
