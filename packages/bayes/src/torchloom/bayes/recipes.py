@@ -21,7 +21,7 @@ from torchloom.bayes.vi import (
     variational_layers,
 )
 from torchloom.core.data import Split, digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 
 __all__ = ["ssvi_digits"]
 
@@ -285,10 +285,7 @@ def _reliability(probs: torch.Tensor, y: torch.Tensor, bins: int = 10) -> tuple[
 
 
 def _figure(ctx: RunContext, runs: dict[str, list[_Run]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data_y = digits(seed=ctx.seed, flatten=True).y_test
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))

@@ -38,6 +38,7 @@ __all__ = [
     "Result",
     "RunContext",
     "discover",
+    "pyplot",
     "recipe",
     "run_recipe",
     "seed_everything",
@@ -231,6 +232,10 @@ class RunContext:
                 yield item
                 bar.advance(task)
 
+    def pyplot(self) -> Any:
+        """``matplotlib.pyplot`` on the headless Agg backend (see :func:`pyplot`)."""
+        return pyplot()
+
     def figure_path(self, name: str) -> Path:
         """Path for a figure file ``name`` inside ``out_dir`` (created)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +249,17 @@ class RunContext:
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         return path
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the Agg backend: recipes and plotting helpers draw on machines
+    without a display (CI, clusters), and importing matplotlib stays lazy for library users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _is_main_process() -> bool:

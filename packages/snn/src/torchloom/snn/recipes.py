@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from torchloom.core.data import digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.snn.encoders import direct_encode
 from torchloom.snn.memory import measure_memory
 from torchloom.snn.models import SpikingMLP
@@ -211,10 +211,7 @@ def sltt_digits(ctx: RunContext) -> Result:
 def _memory_figure(
     ctx: RunContext, t_values: list[int], mem: dict[tuple[str, int], int], names: list[str]
 ) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name in names:
@@ -228,10 +225,7 @@ def _memory_figure(
 
 
 def _raster(ctx: RunContext, data: Any, steps: int) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from torchloom.snn.plotting import raster_plot
 

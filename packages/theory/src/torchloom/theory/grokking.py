@@ -548,12 +548,9 @@ def plot_grokking(history: GrokkingHistory, ax: Any = None, title: str = "") -> 
         The matplotlib axis.
     """
     if ax is None:
-        import matplotlib
+        from torchloom.core.recipes import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(5, 3.5))
+        _, ax = pyplot().subplots(figsize=(5, 3.5))
     s = history.column("step")
     ax.plot(s, history.column("train_clean"), label="train (clean)")
     ax.plot(s, history.column("train_corrupted"), label="train (corrupted, memorised)")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchloom.core.data import digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.vision.msssim import MS_SSIM_WEIGHTS, ms_ssim, ssim
 from torchloom.vision.skeleton import skeletonize, soft_skeleton
 
@@ -122,10 +122,7 @@ def msssim(ctx: RunContext) -> Result:
     metrics["msssim_gain_vs_l2"] = metrics["ms_ssim_msssim"] - metrics["ms_ssim_l2"]
     metrics["msssim_gain_vs_l1"] = metrics["ms_ssim_msssim"] - metrics["ms_ssim_l1"]
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(4, 8, figsize=(8, 4.4))
     panels = [("input", x_test[:8].cpu())] + [(k, recon[k]) for k in losses]
@@ -298,10 +295,7 @@ def skeleton(ctx: RunContext) -> Result:
         f"soft skeleton {metrics['betti_error_soft']:.2f}"
     )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
     titles = {
@@ -474,10 +468,7 @@ def nafdpm(ctx: RunContext) -> Result:
         f"(OCR-aware {cer_ocr:.3f}, clean {cer_clean:.3f})"
     )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     show = min(4, n_test)
     fig, axes = plt.subplots(show, 4, figsize=(12, 1.3 * show + 0.4), squeeze=False)
@@ -672,10 +663,7 @@ def dta(ctx: RunContext) -> Result:
         + f"; DTN object MSE {mse_dtn:.4f} vs unlit paste {mse_naive:.4f}"
     )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = ["paint", "random", "naive", "dta"]
     fig, axes = plt.subplots(len(names) + 1, 7, figsize=(10.5, 8))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from torchloom.core.data import digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.theory.grokking import (
     ModularMLP,
     modular_accuracy,
@@ -25,15 +25,6 @@ from torchloom.theory.opposing_signals import (
 )
 
 __all__: list[str] = ["grokking", "opposing_signals"]
-
-
-def _plt():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @recipe(
@@ -120,7 +111,7 @@ def grokking(ctx: RunContext) -> Result:
         {"network": f"IPR >= {threshold}", "neurons": int(keep.sum()), **vars(after)},
     ]
 
-    plt = _plt()
+    plt = pyplot()
     n = len(runs)
     fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.6))
     for ax, name in zip(axes, runs):
@@ -313,7 +304,7 @@ def opposing_signals(ctx: RunContext) -> Result:
     norm_sel = float(xi[groups.selected.to(ctx.device)].norm(dim=1).mean())
     norm_all = float(xi.norm(dim=1).mean())
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
     ax.plot(losses[:, ga].mean(1), label="outliers, y=+1")

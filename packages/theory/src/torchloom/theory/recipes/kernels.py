@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.theory.criticality import (
     critical_initialization,
     four_point_vertex,
@@ -41,15 +41,6 @@ from torchloom.theory.scale_mixture import (
 )
 
 __all__: list[str] = ["criticality", "inductive_bias", "neural_collapse", "ntk", "scale_mixture"]
-
-
-def _plt():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _loglog_slope(x: list[float], y: list[float]) -> float:
@@ -164,7 +155,7 @@ def ntk(ctx: RunContext) -> Result:
     gd_err = gd_rows[-1]["rel_error_vs_kernel"]
     ratio = gd_rows[-1]["rel_error_vs_kernel"] / gd_rows[0]["rel_error_vs_kernel"]
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ax = axes[0]
     ax.loglog(widths, errors, "o-", label="measured")
@@ -315,7 +306,7 @@ def criticality(ctx: RunContext) -> Result:
     small = xt <= 0.08
     slope = float((xt[small] * yt[small]).sum() / (xt[small] ** 2).sum())
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     ls = torch.arange(1, depth_r + 1)
     for cw, kk in k_relu.items():
@@ -507,7 +498,7 @@ def neural_collapse(ctx: RunContext) -> Result:
             row["predicted_classifier_norms"] = [round(float(v), 5) for v in geo.classifier_norms]
         rows.append(row)
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, hist, title in (
         (axes[0], hist_bal, "balanced, with bias"),
@@ -636,7 +627,7 @@ def scale_mixture(ctx: RunContext) -> Result:
         )
     lml = float(student_t_log_marginal_likelihood(ktt, y_tr, alpha=alpha, beta=beta, noise=noise))
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     ax.hist(out, bins=120, density=True, alpha=0.5, label=f"finite nets (width {width})")
@@ -759,7 +750,7 @@ def inductive_bias(ctx: RunContext) -> Result:
         mean_bits.append(float(torch.tensor(per_seed, dtype=f64).median()))
     rho = float(stats.spearmanr(dims, mean_bits).statistic)
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(dims, mean_bits, "o-", label="exact (saddlepoint), median over tasks")
     fit_means = [

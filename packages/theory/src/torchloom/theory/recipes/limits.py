@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.theory.it_bounds import gaussian_mixture_kl, layerwise_bounds, sdpi_gaussian
 from torchloom.theory.wide_deep import (
     HermiteActivation,
@@ -23,15 +23,6 @@ from torchloom.theory.wide_deep import (
 )
 
 __all__: list[str] = ["it_bounds", "wide_deep"]
-
-
-def _plt():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _sphere_data(
@@ -159,7 +150,7 @@ def wide_deep(ctx: RunContext) -> Result:
     bayes = 0.8
     first, last = opt_rows[0], opt_rows[-1]
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     for name, (depths, agr) in curves.items():
@@ -335,7 +326,7 @@ def it_bounds(ctx: RunContext) -> Result:
     kl_chain = [max(d1, 0.0) * eta**k for k in range(depth)]
     kl_bounds = [math.sqrt(2 * 0.25 * v) for v in kl_chain]  # 0-1 loss: sigma = 1/2
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     ax.semilogy(b.layers, b.wasserstein, "o-", label="rho_k W_1 bound")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from torchloom.core.data import digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.theory.convergent import convergence_summary, layer_activations
 from torchloom.theory.geometry import (
     aligned_cluster_task,
@@ -23,15 +23,6 @@ from torchloom.theory.geometry import (
 from torchloom.theory.info_plane import InfoPlaneTracker, plot_info_plane, twelve_bit_task
 
 __all__: list[str] = ["convergent", "geometry", "info_plane"]
-
-
-def _plt():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @recipe(
@@ -112,7 +103,7 @@ def geometry(ctx: RunContext) -> Result:
     i_gap = [ia["relu"][i] - ia["tanh"][i] for i in range(n)]
     both = sum(1 for i in range(n) if t_gap[i] > 0 and i_gap[i] > 0) / n
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for a, c in (("tanh", "C0"), ("relu", "C3")):
         axes[0].plot(alphas, ta[a], "o-", color=c, label=a)
@@ -231,7 +222,7 @@ def info_plane(ctx: RunContext) -> Result:
                 history = list(trk.history)
                 last = (e, ixt, ity, names[-1])
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     plot_info_plane(history, ax=axes[0])
     e, ixt, ity, name = last
@@ -376,7 +367,7 @@ def convergent(ctx: RunContext) -> Result:
             / n_nets
         )
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     axes[0].bar(range(len(matched_conv1)), matched_conv1, color="C0")
     axes[0].axhline(0.5, color="k", ls="--", lw=0.8)
