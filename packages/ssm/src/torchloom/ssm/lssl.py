@@ -293,6 +293,7 @@ class LSSLModel(nn.Module):
         pool: Literal["mean", "last", "none"] = "mean",
         prenorm: bool = False,
         activation: Literal["gelu", "glu"] = "gelu",
+        measure: str = "legs",
     ) -> None:
         super().__init__()
         if pool not in ("mean", "last", "none"):
@@ -311,6 +312,7 @@ class LSSLModel(nn.Module):
                 train_A,
                 train_dt,
                 activation=activation,
+                measure=measure,
             )
             for _ in range(n_layers)
         )

@@ -362,21 +362,41 @@ class SeqBoat(nn.Module):
     def forward_with_gates(
         self, x: torch.Tensor, activate: Activation = "learned"
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and each layer's activation mask ``(B, L)`` (bool)."""
+        out, masks, _ = self.forward_with_probs(x, activate)
+        return out, masks
+
+    def forward_with_probs(
+        self, x: torch.Tensor, activate: Activation = "learned"
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Output, each layer's activation mask ``(B, L)`` and its activation probability
+        ``p_1`` ``(B, L)`` (the configurator's soft probability of the "activate" option,
+        differentiable for every token, activated or not).
+
+        Args:
+            x: input ``(B, L, d_input)``.
+            activate: ``"learned"`` (the configurator decides), ``"all"`` or ``"none"``.
+
+        Returns:
+            ``(out, masks, probs)``.
+        """
         check_floating(x, "x")
         check_ndim(x, "x", 3, "(B, L, d_input)")
         if x.shape[-1] != self.d_input:
             raise ValueError(f"x must have {self.d_input} features, got {tuple(x.shape)}")
         h = self.encoder(x)
-        masks = []
+        masks, probs = [], []
         for layer in self.layers:
             if not isinstance(layer, SeqBoatLayer):  # pragma: no cover - narrows the type
                 raise TypeError(f"layers must hold SeqBoatLayer, got {type(layer).__name__}")
-            h, mask, _ = layer.forward_with_gate(h, activate)
+            h, mask, conf = layer.forward_with_gate(h, activate)
             masks.append(mask)
+            # two options: p_1 is the confidence where option 1 won, else 1 − p_max
+            probs.append(torch.where(mask, conf, 1.0 - conf) if activate == "learned" else conf)
         h = self.final_norm(h)
         if self.pool == "mean":
             h = h.mean(1)
         elif self.pool == "last":
             h = h[:, -1]
         out: torch.Tensor = self.decoder(h)
-        return out, masks
+        return out, masks, probs
