@@ -9,8 +9,10 @@ from scipy.optimize import least_squares
 
 from torchloom.pinn.moe import (
     BatchedMLP,
+    Burgers,
     HardConstraintMoE,
     ReactionDiffusion,
+    burgers_reference,
     hard_constraint_solve,
     levenberg_marquardt,
     reaction_diffusion_reference,
@@ -20,6 +22,11 @@ from torchloom.pinn.moe import (
 def _F(w: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Aw = torch.einsum("krn,kn->kr", A, w)
     return Aw + 0.3 * Aw**2 - b
+
+
+def _J(w: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    Aw = torch.einsum("krn,kn->kr", A, w)
+    return A * (1 + 0.6 * Aw)[..., None]
 
 
 def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,6 +39,9 @@ def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_lm_matches_scipy_least_squares() -> None:
     A, b = _problem()
     w = levenberg_marquardt(_F, torch.zeros(3, 4, dtype=torch.float64), A, b, max_iter=100)
+    # the analytic-Jacobian path reaches the same minimiser
+    wj = levenberg_marquardt(_F, torch.zeros(3, 4, dtype=torch.float64), A, b, max_iter=100, jac=_J)
+    torch.testing.assert_close(wj, w)
     for k in range(3):
         ref = least_squares(
             lambda x, k=k: _F(torch.from_numpy(x)[None], A[k : k + 1], b[k : k + 1])[0].numpy(),
@@ -144,16 +154,79 @@ def test_linear_constraint_equals_least_squares() -> None:
     m = HardConstraintMoE(
         ReactionDiffusion(rho=0.0), n_experts=2, n_basis=6, width=8, lm_iter=60
     ).double()
-    pde, ic = m.sample_constraint_points(20, 5, torch.Generator().manual_seed(0))
-    w = m.solve(pde, ic)
-    _phi, phi_t, phi_xx = m.basis_terms(pde)
-    phi_ic, _, _ = m.basis(m._normalise(ic), derivatives=False)
-    u_ic = m.problem.initial(ic[..., 0])
-    s = m.ic_weight / np.sqrt(5)
-    A = torch.cat([(phi_t - phi_xx) / np.sqrt(20), phi_ic * s], 1).detach()
-    rhs = torch.cat([torch.zeros(2, 20, dtype=torch.float64), u_ic * s], 1)
-    ref = torch.linalg.lstsq(A, rhs.unsqueeze(-1)).solution.squeeze(-1)
-    torch.testing.assert_close(w.detach(), ref, rtol=1e-6, atol=1e-8)
+    pde, ic, bc_t = m.sample_constraint_points(20, 5, 4, torch.Generator().manual_seed(0))
+    w = m.solve(pde, ic, bc_t)
+    _phi, phi_t, _, phi_xx = m.basis_terms(pde)
+    phi_ic = m.basis_terms(ic)[0]
+    lft = torch.stack([torch.zeros(4, dtype=torch.float64), bc_t], 1)
+    rgt = torch.stack([torch.full((4,), 2 * np.pi, dtype=torch.float64), bc_t], 1)
+    bl, _, blx, _ = m.basis_terms(lft)
+    br, _, brx, _ = m.basis_terms(rgt)
+    u_ic = m.problem.initial(ic[:, 0])
+    s, sb = m.ic_weight / np.sqrt(5), m.bc_weight / np.sqrt(4)
+    for k in range(2):  # every expert: its own PDE rows, the shared initial/boundary rows
+        A = torch.cat(
+            [
+                (phi_t[k] - phi_xx[k]) / np.sqrt(20),
+                phi_ic * s,
+                (bl - br) * sb,
+                (blx - brx) * sb,
+                m.ridge * torch.eye(6, dtype=torch.float64),
+            ]
+        ).detach()
+        rhs = torch.cat([torch.zeros(20), u_ic * s, torch.zeros(8 + 6)]).double()
+        ref = torch.linalg.lstsq(A, rhs.unsqueeze(-1)).solution.squeeze(-1)
+        torch.testing.assert_close(w[k].detach(), ref, rtol=1e-6, atol=1e-8)
+
+
+def test_moe_basis_gradient_equals_finite_differences() -> None:
+    # the loss of the basis network through the solves (IFT backward, shared basis, the
+    # replicated initial/boundary rows) against central differences of the whole pipeline
+    torch.manual_seed(1)
+    m = HardConstraintMoE(Burgers(nu=0.1), n_experts=3, n_basis=4, width=6, lm_iter=40).double()
+    pts = m.sample_constraint_points(8, 6, 3, torch.Generator().manual_seed(1))
+    train = m.sample_constraint_points(5, 1, 1, torch.Generator().manual_seed(2))[0]
+
+    def loss() -> torch.Tensor:
+        m.w.zero_()
+        out = m.losses(m.solve(*pts), train)
+        return out["pde"] + out["interface"] + out["boundary"]
+
+    W = m.basis.weights[1]
+    (g,) = torch.autograd.grad(loss(), W)
+    eps = 1e-6
+    for idx in [(0, 0, 0), (0, 5, 3)]:
+        with torch.no_grad():
+            W[idx] += eps
+            lp = float(loss())
+            W[idx] -= 2 * eps
+            lm = float(loss())
+            W[idx] += eps
+        assert float(g[idx]) == pytest.approx((lp - lm) / (2 * eps), rel=1e-4, abs=1e-9)
+
+
+def test_burgers_reference_solves_the_pde() -> None:
+    pb = Burgers(nu=0.1 / np.pi)
+    x = np.linspace(-1, 1, 801)
+    t = np.array([0.3 - 1e-4, 0.3, 0.3 + 1e-4])
+    u = burgers_reference(pb, x, t)
+    dx = x[1] - x[0]
+    ut = (u[2] - u[0]) / 2e-4
+    ux = np.gradient(u[1], dx)
+    uxx = np.gradient(ux, dx)
+    res = (ut + u[1] * ux - pb.nu * uxx)[5:-5]
+    assert np.abs(res).max() < 1e-3 * np.abs(ut).max() + 1e-3
+    assert np.abs(u[:, [0, -1]]).max() < 1e-10  # u(±1, t) = 0
+    np.testing.assert_allclose(burgers_reference(pb, x, np.zeros(1))[0], -np.sin(np.pi * x))
+
+
+def test_experts_evaluate_on_their_own_slab() -> None:
+    torch.manual_seed(0)
+    m = HardConstraintMoE(Burgers(), n_experts=4, n_basis=3, width=4).double()
+    w = torch.randn(4, 3, dtype=torch.float64)
+    pts = torch.tensor([[-0.9, 0.1], [-0.2, 0.5], [0.3, 0.2], [0.99, 0.9]], dtype=torch.float64)
+    phi = m.basis_terms(pts)[0]
+    torch.testing.assert_close(m.evaluate(pts, w), (phi * w).sum(-1))
 
 
 def test_bad_input() -> None:
@@ -166,3 +239,33 @@ def test_bad_input() -> None:
         hard_constraint_solve(_F, torch.zeros(3, 4), torch.zeros(2, 7, 4), torch.zeros(3, 7))
     with pytest.raises(ValueError, match="nu"):
         ReactionDiffusion(nu=0.0)
+    with pytest.raises(ValueError, match="nu"):
+        Burgers(nu=-1.0)
+    with pytest.raises(ValueError, match="pde_pts"):
+        m.solve(torch.rand(3, 5, 2).double(), torch.rand(4, 2).double(), torch.rand(3).double())
+
+
+@pytest.mark.parametrize("problem", [ReactionDiffusion(), Burgers(nu=0.05)])
+def test_analytic_constraint_jacobian_equals_autodiff(problem: ReactionDiffusion | Burgers) -> None:
+    torch.manual_seed(0)
+    m = HardConstraintMoE(problem, n_experts=2, n_basis=5, width=6).double()
+    pde, ic, bc_t = m.sample_constraint_points(7, 4, 3, torch.Generator().manual_seed(0))
+    phi, phi_t, phi_x, phi_xx = (a.detach() for a in m.basis_terms(pde))
+    phi_ic = m.basis_terms(ic)[0].detach()
+    lft = torch.stack([torch.full_like(bc_t, problem.lower[0]), bc_t], 1)
+    rgt = torch.stack([torch.full_like(bc_t, problem.upper[0]), bc_t], 1)
+    bl, _, blx, _ = (a.detach() for a in m.basis_terms(lft))
+    br, _, brx, _ = (a.detach() for a in m.basis_terms(rgt))
+    aux = [phi, phi_t, phi_x, phi_xx, phi_ic, problem.initial(ic[:, 0]), bl, blx, br, brx]
+    aux = [a.unsqueeze(0).expand(2, *a.shape) if a.shape[0] != 2 else a for a in aux]
+    aux.append(torch.zeros(2, 3, dtype=torch.float64))
+    w = torch.randn(2, 5, dtype=torch.float64)
+    J = m.constraint_jacobian(w, *aux)
+    for k in range(2):
+        ref = torch.autograd.functional.jacobian(
+            lambda wk, k=k: m.constraint_residual(torch.cat([w[:k], wk[None], w[k + 1 :]]), *aux)[
+                k
+            ],
+            w[k],
+        )
+        torch.testing.assert_close(J[k], ref)

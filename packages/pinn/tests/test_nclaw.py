@@ -13,6 +13,7 @@ from scipy.linalg import polar
 from torchloom.pinn.nclaw import (
     MPM2D,
     ElasticLaw,
+    MLPPlasticity,
     MLPStress,
     MPMState,
     PlasticityLaw,
@@ -56,6 +57,10 @@ def test_baseline_is_not_equivariant() -> None:
     with torch.no_grad():
         assert float((base(Q @ F) - Q @ base(F)).abs().max()) > 1e-3
         assert float(base(torch.eye(2, dtype=torch.float64)).abs().max()) > 0
+        plast = MLPPlasticity(width=8).double()
+        assert float((plast(Q @ F) - Q @ plast(F)).abs().max()) > 1e-3
+        eye = torch.eye(2, dtype=torch.float64)
+        assert float((plast(eye) - eye).abs().max()) > 0
 
 
 def test_rest_state_is_stress_free_exactly() -> None:

@@ -13,8 +13,8 @@ from torchloom.pinn import recipes
 RECIPES = recipes_of(recipes)
 
 
-# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"pinn.flame", "pinn.moe", "pinn.nclaw"}
+# every quick mode runs in well under 20 s on one core; none needs the slow session
+_SLOW: set[str] = set()
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,23 @@ discretised PDE (and initial data) at constraint points, by nonlinear least squa
 
 and ``θ`` is trained through ``w*`` with the implicit function theorem applied to the
 optimality condition ``g(w, Φ) = J_Fᵀ F = 0``: ``∂w*/∂Φ = −(∂g/∂w)⁻¹ ∂g/∂Φ``. The domain is
-split into ``K`` subdomains; each *expert* has its own basis network and its own constraint,
-so the ``K`` solves are independent, small, and run batched (:func:`hard_constraint_solve`
-vmaps every per-expert Jacobian and Hessian). One global hard constraint over the whole domain
-(``K = 1``) must represent the whole solution with one basis, so with the same total number of
-weights its solve costs ``O(M (KN)² + (KN)³)`` against ``O(M N² + K N³)`` for the experts.
+split into ``K`` subdomains; each *expert* has its own weights and its own constraint, so the
+``K`` solves are independent, small, and run batched (:func:`hard_constraint_solve` vmaps every
+per-expert Jacobian and Hessian). One global hard constraint over the whole domain (``K = 1``)
+must represent the whole solution with one set of weights; given the same total number of
+weights (``K N`` basis functions) its solve costs ``O(M (KN)² + (KN)³)`` per iteration against
+``O(M N² + K N³)`` for the experts.
 
-Problem shipped here: 1D reaction–diffusion (Fisher–KPP) ``u_t − ν u_xx − ρ u (1 − u) = 0`` on
+Problems shipped here: 1D reaction–diffusion (Fisher–KPP) ``u_t − ν u_xx − ρ u (1 − u) = 0`` on
 ``[0, 2π) × [0, T]``, periodic in ``x``, with a classical spectral Strang-splitting reference
-(:func:`reaction_diffusion_reference`).
+(:func:`reaction_diffusion_reference`), and 1D viscous Burgers ``u_t + u u_x − ν u_xx = 0`` on
+``[−1, 1] × [0, T]`` with Dirichlet ends, with the exact Cole–Hopf solution
+(:func:`burgers_reference`).
+
+As in the paper (and its reference code), one network emits the basis for all experts; each
+expert's constraint holds the PDE at points of its own subdomain together with the *global*
+initial and boundary conditions and a ridge term ``10⁻⁴ w``; the basis network is trained on
+the PDE residual of the assembled solution at fresh points.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,8 +45,10 @@ from torchloom.core.checks import check_floating, check_int, check_positive
 
 __all__ = [
     "BatchedMLP",
+    "Burgers",
     "HardConstraintMoE",
     "ReactionDiffusion",
+    "burgers_reference",
     "hard_constraint_solve",
     "levenberg_marquardt",
     "reaction_diffusion_reference",
@@ -62,6 +72,7 @@ def levenberg_marquardt(
     max_iter: int = 20,
     tol: float = 1e-10,
     damping: float = 1e-3,
+    jac: Residual | None = None,
 ) -> torch.Tensor:
     """Batched Levenberg–Marquardt for ``K`` independent least-squares problems.
 
@@ -76,13 +87,15 @@ def levenberg_marquardt(
         max_iter: maximum number of iterations.
         tol: stop when every expert's gradient norm ``‖J_kᵀ F_k‖`` is below ``tol``.
         damping: initial ``μ``.
+        jac: optional analytic Jacobian ``jac(w, *aux) → (K, R, N)`` (default: forward-mode
+            autodiff of ``F``, vmapped over experts).
 
     Returns:
         ``w`` of shape ``(K, N)``.
     """
     check_int(max_iter, "max_iter")
-    single = _per_expert(F, len(aux))
-    jac = torch.func.vmap(torch.func.jacfwd(single, argnums=0))
+    if jac is None:
+        jac = torch.func.vmap(torch.func.jacfwd(_per_expert(F, len(aux)), argnums=0))
     with torch.no_grad():
         w = w0.detach().clone()
         aux_d = tuple(a.detach() for a in aux)
@@ -127,22 +140,22 @@ class _ConstraintSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, v: torch.Tensor) -> tuple[Any, ...]:
         w, *aux = ctx.saved_tensors
-        single = _per_expert(ctx.F, len(aux))
-
-        def grad_half_sq(wk: torch.Tensor, *ak: torch.Tensor) -> torch.Tensor:
-            r = single(wk, *ak)
-            J = torch.func.jacfwd(single, argnums=0)(wk, *ak)
-            return J.T @ r  # g = J_Fᵀ F, zero at the optimum
-
         with torch.enable_grad():
-            H = torch.func.vmap(torch.func.jacfwd(grad_half_sq, argnums=0))(w, *aux)  # (K, N, N)
-            lam = -torch.linalg.solve(H.transpose(1, 2), v.unsqueeze(-1)).squeeze(-1)
             wanted = ctx.needs_input_grad[3:]
             aux_in = [a.detach().requires_grad_(bool(n)) for a, n in zip(aux, wanted)]
+            wv = w.detach().requires_grad_(True)
+            r = ctx.F(wv, *aux_in)
+            # g = J_Fᵀ F per expert (zero at the optimum), kept differentiable
+            (g,) = torch.autograd.grad(0.5 * (r**2).sum(), wv, create_graph=True)
+            rows = []
+            for i in range(g.shape[1]):  # exact Hessian ∂g/∂w, one row of every expert per pass
+                (h,) = torch.autograd.grad(g[:, i].sum(), wv, retain_graph=True, allow_unused=True)
+                rows.append(torch.zeros_like(wv) if h is None else h)
+            H = torch.stack(rows, 1)  # (K, N, N)
+            lam = -torch.linalg.solve(H.transpose(1, 2), v.unsqueeze(-1)).squeeze(-1)
             need = [a for a in aux_in if a.requires_grad]
             grads: list[torch.Tensor | None] = [None] * len(aux)
             if need:
-                g = torch.func.vmap(grad_half_sq)(w.detach(), *aux_in)
                 got = torch.autograd.grad(g, need, lam, allow_unused=True)
                 it = iter(got)
                 grads = [next(it) if a.requires_grad else None for a in aux_in]
@@ -156,12 +169,14 @@ def hard_constraint_solve(
     max_iter: int = 20,
     tol: float = 1e-10,
     damping: float = 1e-3,
+    jac: Residual | None = None,
 ) -> torch.Tensor:
     """Differentiable per-expert constraint solve ``w* = argmin_w ½ ‖F(w, *aux)‖²``.
 
     Forward: :func:`levenberg_marquardt`, batched over experts. Backward: the implicit
     function theorem on ``g = J_Fᵀ F = 0`` per expert, with the exact Hessian
-    ``∂g/∂w = J_FᵀJ_F + Σ_i F_i ∇²F_i`` (``K`` small ``N × N`` solves): for an incoming
+    ``∂g/∂w = J_FᵀJ_F + Σ_i F_i ∇²F_i`` (double backward, ``N`` passes for all experts at
+    once, then ``K`` small ``N × N`` solves): for an incoming
     gradient ``v``, ``λ = −(∂g/∂w)⁻ᵀ v`` and ``∂L/∂aux = λᵀ ∂g/∂aux``. No gradient flows to
     ``w0``.
 
@@ -172,6 +187,8 @@ def hard_constraint_solve(
         max_iter: Levenberg–Marquardt iterations.
         tol: gradient-norm tolerance.
         damping: initial damping.
+        jac: optional analytic Jacobian of ``F`` for the forward solve (see
+            :func:`levenberg_marquardt`); the backward pass always differentiates ``F``.
 
     Returns:
         ``w*`` of shape ``(K, N)``.
@@ -184,7 +201,7 @@ def hard_constraint_solve(
             raise ValueError(
                 f"aux[{i}] must have leading dimension K = {w0.shape[0]}, got {tuple(a.shape)}"
             )
-    opts = {"max_iter": max_iter, "tol": tol, "damping": damping}
+    opts = {"max_iter": max_iter, "tol": tol, "damping": damping, "jac": jac}
     out: torch.Tensor = _ConstraintSolve.apply(F, w0, opts, *aux)
     return out
 
@@ -277,6 +294,7 @@ class ReactionDiffusion:
     nu: float = 1.0
     rho: float = 5.0
     t_end: float = 1.0
+    boundary: ClassVar[str] = "periodic"
 
     def __post_init__(self) -> None:
         check_positive(self.nu, "nu")
@@ -317,6 +335,139 @@ class ReactionDiffusion:
         """
         return u_t - self.nu * u_xx - self.rho * u * (1.0 - u)
 
+    def pde(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> torch.Tensor:
+        """The residual in the common signature of the problems here (``u_x`` unused).
+
+        Args:
+            u: values, any shape.
+            u_t: time derivative, same shape.
+            u_x: space derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            ``u_t − ν u_xx − ρ u (1 − u)``, element-wise.
+        """
+        return self.residual(u, u_t, u_xx)
+
+    def pde_partials(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Partial derivatives of :meth:`pde` with respect to ``(u, u_t, u_x, u_xx)``.
+
+        Args:
+            u: values, any shape.
+            u_t: time derivative, same shape.
+            u_x: space derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            Four tensors shaped like ``u``: ``−ρ (1 − 2u)``, ``1``, ``0``, ``−ν``.
+        """
+        one = torch.ones_like(u)
+        return -self.rho * (1.0 - 2.0 * u), one, torch.zeros_like(u), -self.nu * one
+
+    def boundary_value(self, t: torch.Tensor) -> torch.Tensor:
+        """Unused for a periodic problem (zeros, kept for the common interface).
+
+        Args:
+            t: times ``(B,)``.
+
+        Returns:
+            Zeros ``(B,)``.
+        """
+        return torch.zeros_like(t)
+
+
+@dataclass(frozen=True)
+class Burgers:
+    """1D viscous Burgers ``u_t + u u_x − ν u_xx = 0`` on ``[−1, 1] × [0, t_end]``.
+
+    ``u(x, 0) = −sin(π x)`` and ``u(±1, t) = 0`` (the classic PINN benchmark; ``ν = 0.01/π``
+    forms a near-shock at ``x = 0``).
+
+    Attributes:
+        nu: viscosity ``ν``.
+        t_end: final time.
+    """
+
+    nu: float = 0.01 / math.pi
+    t_end: float = 1.0
+    boundary: ClassVar[str] = "dirichlet"
+
+    def __post_init__(self) -> None:
+        check_positive(self.nu, "nu")
+        check_positive(self.t_end, "t_end")
+
+    @property
+    def lower(self) -> tuple[float, float]:
+        """Lower corner ``(x, t)``."""
+        return (-1.0, 0.0)
+
+    @property
+    def upper(self) -> tuple[float, float]:
+        """Upper corner ``(x, t)``."""
+        return (1.0, self.t_end)
+
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        """Initial condition ``−sin(π x)``.
+
+        Args:
+            x: positions, any shape.
+
+        Returns:
+            ``u(x, 0)``, same shape.
+        """
+        return -torch.sin(math.pi * x)
+
+    def pde(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> torch.Tensor:
+        """PDE residual ``u_t + u u_x − ν u_xx``.
+
+        Args:
+            u: values, any shape.
+            u_t: time derivative, same shape.
+            u_x: space derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            The residual, element-wise.
+        """
+        return u_t + u * u_x - self.nu * u_xx
+
+    def pde_partials(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Partial derivatives of :meth:`pde` with respect to ``(u, u_t, u_x, u_xx)``.
+
+        Args:
+            u: values, any shape.
+            u_t: time derivative, same shape.
+            u_x: space derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            Four tensors shaped like ``u``: ``u_x``, ``1``, ``u``, ``−ν``.
+        """
+        one = torch.ones_like(u)
+        return u_x, one, u, -self.nu * one
+
+    def boundary_value(self, t: torch.Tensor) -> torch.Tensor:
+        """Dirichlet value at both ends, ``0``.
+
+        Args:
+            t: times ``(B,)``.
+
+        Returns:
+            Zeros ``(B,)``.
+        """
+        return torch.zeros_like(t)
+
+
+Problem = ReactionDiffusion | Burgers
+
 
 def reaction_diffusion_reference(
     problem: ReactionDiffusion, nx: int = 256, nt: int = 2000
@@ -349,33 +500,77 @@ def reaction_diffusion_reference(
     return x, t, np.stack(out)
 
 
-class HardConstraintMoE(nn.Module):
-    """Hard-constrained mixture of experts for :class:`ReactionDiffusion`.
+def burgers_reference(
+    problem: Burgers, x: np.ndarray, t: np.ndarray, n_quad: int = 250
+) -> np.ndarray:
+    """Exact solution of :class:`Burgers` by the Cole–Hopf transform (Gauss–Hermite quadrature).
 
-    The ``x`` range is split into ``K`` equal slabs; expert ``k`` owns slab ``k`` and a
-    ``BatchedMLP`` basis ``φ_k(x, t) ∈ R^N``. :meth:`solve` fits every expert's weights to
-    the PDE residual at its constraint points and the initial condition at its initial points
-    (:func:`hard_constraint_solve`); :meth:`forward` evaluates ``u = φ_kᵀ w_k`` for points of
-    slab ``k``. With ``K = 1`` it is one global hard constraint.
+    ``u(x, t) = −∫ sin(π(x − η)) f(x − η) G(η) dη / ∫ f(x − η) G(η) dη`` with
+    ``f(y) = exp(−cos(π y) / (2πν))`` and the heat kernel ``G(η) = exp(−η² / (4νt))``;
+    substituting ``η = √(4νt) z`` leaves Gauss–Hermite integrals. Exponents are shifted by
+    their maximum per point, so small ``ν`` does not overflow.
 
     Args:
-        problem: the PDE.
+        problem: the Burgers problem (its ``ν``).
+        x: positions ``(nx,)`` in ``[−1, 1]``.
+        t: times ``(nt,)`` ``≥ 0``.
+        n_quad: Gauss–Hermite nodes.
+
+    Returns:
+        ``u`` of shape ``(nt, nx)``.
+    """
+    check_int(n_quad, "n_quad", minimum=2)
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if (t < 0).any():
+        raise ValueError(f"t must be >= 0, got min {t.min()}")
+    z, wq = np.polynomial.hermite.hermgauss(n_quad)
+    nu = problem.nu
+    out = np.empty((t.size, x.size))
+    for i, ti in enumerate(t):
+        if ti == 0.0:
+            out[i] = -np.sin(np.pi * x)
+            continue
+        y = x[:, None] - math.sqrt(4.0 * nu * ti) * z[None, :]  # (nx, n_quad)
+        e = -np.cos(np.pi * y) / (2.0 * np.pi * nu)
+        f = wq[None, :] * np.exp(e - e.max(axis=1, keepdims=True))
+        out[i] = -(np.sin(np.pi * y) * f).sum(1) / f.sum(1)
+    return out
+
+
+class HardConstraintMoE(nn.Module):
+    """Physics-informed hard-constraint mixture of experts (PI-HC-MoE) for 1D time-dependent PDEs.
+
+    One basis network ``φ_θ(x, t) ∈ R^N`` is shared by all experts, as in the paper (where a
+    single model emits the basis and the experts are the constrained solves). The ``x`` range
+    is split into ``K`` equal slabs; expert ``k`` solves for its own weights ``w_k`` so that
+    ``u_k = φ_θᵀ w_k`` satisfies the discretised PDE at the constraint points of *its* slab,
+    the *global* initial condition, the *global* boundary conditions and a small ridge term
+    (:meth:`constraint_residual`); the solution on slab ``k`` is ``u_k``. With ``K = 1`` it is
+    one global hard constraint (PI-HC).
+
+    Args:
+        problem: :class:`ReactionDiffusion` (periodic) or :class:`Burgers` (Dirichlet).
         n_experts: ``K``.
-        n_basis: basis functions per expert ``N``.
-        width: hidden width of each basis network.
-        depth: hidden layers of each basis network.
-        ic_weight: weight of the initial-condition rows in the constraint.
+        n_basis: basis functions ``N`` (weights per expert).
+        width: hidden width of the basis network.
+        depth: hidden layers of the basis network.
+        ic_weight: weight of the initial-condition rows in every constraint.
+        bc_weight: weight of the boundary rows in every constraint.
+        ridge: ridge rows ``ridge · w`` (the paper uses ``1e-4``).
         lm_iter: Levenberg–Marquardt iterations per solve.
     """
 
     def __init__(
         self,
-        problem: ReactionDiffusion,
+        problem: Problem,
         n_experts: int = 4,
         n_basis: int = 16,
         width: int = 32,
         depth: int = 2,
         ic_weight: float = 10.0,
+        bc_weight: float = 10.0,
+        ridge: float = 1e-4,
         lm_iter: int = 10,
     ) -> None:
         super().__init__()
@@ -384,15 +579,18 @@ class HardConstraintMoE(nn.Module):
         self.problem = problem
         self.K = n_experts
         self.N = n_basis
-        self.basis = BatchedMLP(n_experts, 2, n_basis, width, depth)
+        self.basis = BatchedMLP(1, 2, n_basis, width, depth)
         self.ic_weight = check_positive(ic_weight, "ic_weight")
+        self.bc_weight = check_positive(bc_weight, "bc_weight")
+        self.ridge = check_positive(ridge, "ridge", strict=False)
         self.lm_iter = check_int(lm_iter, "lm_iter")
         self.register_buffer("w", torch.zeros(n_experts, n_basis))
         self.w: torch.Tensor
 
     def edges(self) -> torch.Tensor:
         """Slab boundaries in ``x``, ``(K + 1,)``."""
-        return torch.linspace(0.0, 2.0 * math.pi, self.K + 1, dtype=torch.float64)
+        lo, hi = self.problem.lower[0], self.problem.upper[0]
+        return torch.linspace(lo, hi, self.K + 1, dtype=torch.float64)
 
     def _normalise(self, pts: torch.Tensor) -> torch.Tensor:
         lo = torch.tensor(self.problem.lower, dtype=pts.dtype, device=pts.device)
@@ -415,8 +613,7 @@ class HardConstraintMoE(nn.Module):
         """Points grouped per expert, ``(K, P / K, 2)``.
 
         Args:
-            pts: ``(P, 2)`` points with the same number in every slab (use
-                :meth:`sample_constraint_points`).
+            pts: ``(P, 2)`` points with the same number in every slab.
 
         Returns:
             ``(K, P / K, 2)``.
@@ -435,106 +632,220 @@ class HardConstraintMoE(nn.Module):
         return pts[order].reshape(self.K, -1, 2)
 
     def sample_constraint_points(
-        self, n_per_expert: int, n_ic_per_expert: int, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uniform constraint points per slab and initial-condition points per slab.
+        self,
+        n_per_expert: int,
+        n_ic: int,
+        n_bc: int = 32,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Uniform constraint points per slab, global initial points, boundary times.
 
         Args:
             n_per_expert: interior points per expert.
-            n_ic_per_expert: ``t = 0`` points per expert.
+            n_ic: ``t = 0`` points over the whole ``x`` range (shared by every expert).
+            n_bc: boundary times (shared by every expert).
             generator: randomness.
 
         Returns:
-            ``(pde_pts, ic_pts)`` of shapes ``(K, n_per_expert, 2)``, ``(K, n_ic_per_expert, 2)``.
+            ``(pde_pts, ic_pts, bc_t)`` of shapes ``(K, n_per_expert, 2)``, ``(n_ic, 2)``,
+            ``(n_bc,)``.
         """
         check_int(n_per_expert, "n_per_expert")
-        check_int(n_ic_per_expert, "n_ic_per_expert")
+        check_int(n_ic, "n_ic")
+        check_int(n_bc, "n_bc")
         e = self.edges()
         dtype = self.basis.weights[0].dtype
         u = torch.rand(self.K, n_per_expert, 2, generator=generator, dtype=torch.float64)
         x = e[:-1, None] + u[..., 0] * (e[1:] - e[:-1])[:, None]
         t = u[..., 1] * self.problem.t_end
-        xi = (
-            e[:-1, None]
-            + (torch.arange(n_ic_per_expert) + 0.5) / n_ic_per_expert * (e[1:] - e[:-1])[:, None]
-        )
+        xi = e[0] + (torch.arange(n_ic, dtype=torch.float64) + 0.5) / n_ic * (e[-1] - e[0])
         ic = torch.stack([xi, torch.zeros_like(xi)], -1)
-        return torch.stack([x, t], -1).to(dtype), ic.to(dtype)
+        bc_t = torch.linspace(0.0, self.problem.t_end, n_bc, dtype=torch.float64)
+        return torch.stack([x, t], -1).to(dtype), ic.to(dtype), bc_t.to(dtype)
 
-    def basis_terms(self, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Basis values and the derivatives the PDE needs at grouped points.
+    def basis_terms(
+        self, pts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Basis values and the derivatives a PDE needs, at points of any leading shape.
 
         Args:
-            pts: ``(K, P, 2)``.
+            pts: ``(..., 2)`` points ``(x, t)``.
 
         Returns:
-            ``(Φ, Φ_t, Φ_xx)``, each ``(K, P, N)`` (chain rule for the normalised inputs).
+            ``(Φ, Φ_t, Φ_x, Φ_xx)``, each ``(..., N)`` (chain rule for the normalised inputs).
         """
-        scale = 2.0 / torch.tensor(
-            [self.problem.upper[0], self.problem.upper[1]], dtype=pts.dtype, device=pts.device
-        )
-        phi, d1, d2 = self.basis(self._normalise(pts))
+        lo = torch.tensor(self.problem.lower, dtype=pts.dtype, device=pts.device)
+        hi = torch.tensor(self.problem.upper, dtype=pts.dtype, device=pts.device)
+        scale = 2.0 / (hi - lo)
+        lead = pts.shape[:-1]
+        phi, d1, d2 = self.basis(self._normalise(pts).reshape(1, -1, 2))
         if d1 is None or d2 is None:
             raise AssertionError("unreachable")  # pragma: no cover
-        return phi, d1[..., 1] * scale[1], d2[..., 0] * scale[0] ** 2
+        shape = (*lead, self.N)
+        return (
+            phi.reshape(shape),
+            (d1[..., 1] * scale[1]).reshape(shape),
+            (d1[..., 0] * scale[0]).reshape(shape),
+            (d2[..., 0] * scale[0] ** 2).reshape(shape),
+        )
+
+    def _boundary_pts(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.problem.lower[0], self.problem.upper[0]
+        left = torch.stack([torch.full_like(t, lo), t], -1)
+        right = torch.stack([torch.full_like(t, hi), t], -1)
+        return left, right
 
     def constraint_residual(
         self,
         w: torch.Tensor,
         phi: torch.Tensor,
         phi_t: torch.Tensor,
+        phi_x: torch.Tensor,
         phi_xx: torch.Tensor,
         phi_ic: torch.Tensor,
         u_ic: torch.Tensor,
+        phi_l: torch.Tensor,
+        phi_lx: torch.Tensor,
+        phi_r: torch.Tensor,
+        phi_rx: torch.Tensor,
+        g_bc: torch.Tensor,
     ) -> torch.Tensor:
-        """The hard constraint ``F(w)`` of every expert: PDE rows then initial-condition rows.
+        """Every expert's hard constraint ``F(w)``: PDE, initial, boundary and ridge rows.
 
         Args:
             w: ``(K, N)``.
-            phi: ``(K, P, N)`` basis at constraint points; ``phi_t``, ``phi_xx`` likewise.
-            phi_ic: ``(K, Q, N)`` basis at initial points.
+            phi: ``(K, P, N)`` basis at the expert's constraint points; ``phi_t``, ``phi_x``,
+                ``phi_xx`` likewise.
+            phi_ic: ``(K, Q, N)`` basis at the (global) initial points.
             u_ic: ``(K, Q)`` initial values.
+            phi_l: ``(K, B, N)`` basis at the left boundary; ``phi_lx`` its ``x``-derivative;
+                ``phi_r``, ``phi_rx`` at the right boundary.
+            g_bc: ``(K, B)`` Dirichlet values (unused when periodic).
 
         Returns:
-            ``(K, P + Q)``, scaled by ``1/√P`` and ``ic_weight/√Q``.
+            ``(K, P + Q + 2B + N)``: PDE rows scaled by ``1/√P``, initial rows by
+            ``ic_weight/√Q``, boundary rows (periodic: ``u`` and ``u_x`` match across the
+            ends; Dirichlet: ``u = g`` at both ends) by ``bc_weight/√B``, then ``ridge · w``.
         """
         u = torch.einsum("kpn,kn->kp", phi, w)
         ut = torch.einsum("kpn,kn->kp", phi_t, w)
+        ux = torch.einsum("kpn,kn->kp", phi_x, w)
         uxx = torch.einsum("kpn,kn->kp", phi_xx, w)
-        r = self.problem.residual(u, ut, uxx) / math.sqrt(phi.shape[1])
+        r = self.problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
         ric = (torch.einsum("kqn,kn->kq", phi_ic, w) - u_ic) * (
             self.ic_weight / math.sqrt(phi_ic.shape[1])
         )
-        return torch.cat([r, ric], dim=1)
+        ul = torch.einsum("kbn,kn->kb", phi_l, w)
+        ur = torch.einsum("kbn,kn->kb", phi_r, w)
+        if self.problem.boundary == "periodic":
+            uxl = torch.einsum("kbn,kn->kb", phi_lx, w)
+            uxr = torch.einsum("kbn,kn->kb", phi_rx, w)
+            rb = torch.cat([ul - ur, uxl - uxr], 1)
+        else:
+            rb = torch.cat([ul - g_bc, ur - g_bc], 1)
+        rb = rb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
+        return torch.cat([r, ric, rb, self.ridge * w], dim=1)
 
-    def solve(self, pde_pts: torch.Tensor, ic_pts: torch.Tensor) -> torch.Tensor:
+    def constraint_jacobian(
+        self,
+        w: torch.Tensor,
+        phi: torch.Tensor,
+        phi_t: torch.Tensor,
+        phi_x: torch.Tensor,
+        phi_xx: torch.Tensor,
+        phi_ic: torch.Tensor,
+        u_ic: torch.Tensor,
+        phi_l: torch.Tensor,
+        phi_lx: torch.Tensor,
+        phi_r: torch.Tensor,
+        phi_rx: torch.Tensor,
+        g_bc: torch.Tensor,
+    ) -> torch.Tensor:
+        """Analytic Jacobian ``∂F/∂w`` of :meth:`constraint_residual` (chain rule through the PDE).
+
+        Args:
+            w: ``(K, N)``.
+            phi: ``(K, P, N)``; the other arguments as in :meth:`constraint_residual`.
+            phi_t: ``(K, P, N)``.
+            phi_x: ``(K, P, N)``.
+            phi_xx: ``(K, P, N)``.
+            phi_ic: ``(K, Q, N)``.
+            u_ic: ``(K, Q)``.
+            phi_l: ``(K, B, N)``.
+            phi_lx: ``(K, B, N)``.
+            phi_r: ``(K, B, N)``.
+            phi_rx: ``(K, B, N)``.
+            g_bc: ``(K, B)``.
+
+        Returns:
+            ``(K, P + Q + 2B + N, N)``.
+        """
+        u = torch.einsum("kpn,kn->kp", phi, w)
+        ut = torch.einsum("kpn,kn->kp", phi_t, w)
+        ux = torch.einsum("kpn,kn->kp", phi_x, w)
+        uxx = torch.einsum("kpn,kn->kp", phi_xx, w)
+        a, b, c, d = self.problem.pde_partials(u, ut, ux, uxx)
+        Jp = (
+            a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
+        ) / math.sqrt(phi.shape[1])
+        Jic = phi_ic * (self.ic_weight / math.sqrt(phi_ic.shape[1]))
+        if self.problem.boundary == "periodic":
+            Jb = torch.cat([phi_l - phi_r, phi_lx - phi_rx], 1)
+        else:
+            Jb = torch.cat([phi_l, phi_r], 1)
+        Jb = Jb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
+        eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
+        return torch.cat([Jp, Jic, Jb, self.ridge * eye], dim=1)
+
+    def solve(
+        self, pde_pts: torch.Tensor, ic_pts: torch.Tensor, bc_t: torch.Tensor
+    ) -> torch.Tensor:
         """Solve every expert's hard constraint (differentiable in the basis parameters).
 
         Args:
-            pde_pts: ``(K, P, 2)`` constraint points.
-            ic_pts: ``(K, Q, 2)`` initial points.
+            pde_pts: ``(K, P, 2)`` constraint points, ``pde_pts[k]`` in slab ``k``.
+            ic_pts: ``(Q, 2)`` initial points (every expert fits the whole initial condition).
+            bc_t: ``(B,)`` boundary times (every expert fits the boundary conditions).
 
         Returns:
             ``w*`` ``(K, N)``; also stored (detached) as the warm start and for :meth:`forward`.
         """
-        phi, phi_t, phi_xx = self.basis_terms(pde_pts)
-        phi_ic, _, _ = self.basis(self._normalise(ic_pts), derivatives=False)
-        u_ic = self.problem.initial(ic_pts[..., 0])
+        if pde_pts.dim() != 3 or pde_pts.shape[0] != self.K or pde_pts.shape[2] != 2:
+            raise ValueError(f"pde_pts must have shape (K={self.K}, P, 2), got {pde_pts.shape}")
+        phi, phi_t, phi_x, phi_xx = self.basis_terms(pde_pts)
+        K = self.K
+        left, right = self._boundary_pts(bc_t)
+        phi_ic = self.basis_terms(ic_pts)[0]
+        bl, _, blx, _ = self.basis_terms(left)
+        br, _, brx, _ = self.basis_terms(right)
+        u_ic = self.problem.initial(ic_pts[:, 0])
+        g = self.problem.boundary_value(bc_t)
+
+        def rep(a: torch.Tensor) -> torch.Tensor:
+            return a.unsqueeze(0).expand(K, *a.shape)
+
         w = hard_constraint_solve(
             self.constraint_residual,
             self.w.to(phi),
             phi,
             phi_t,
+            phi_x,
             phi_xx,
-            phi_ic,
-            u_ic,
+            rep(phi_ic),
+            rep(u_ic),
+            rep(bl),
+            rep(blx),
+            rep(br),
+            rep(brx),
+            rep(g),
             max_iter=self.lm_iter,
+            jac=self.constraint_jacobian,
         )
         self.w = w.detach()
         return w
 
     def evaluate(self, pts: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        """``u`` at arbitrary points, each evaluated by the expert owning its slab.
+        """``u`` at arbitrary points, each evaluated with the weights of the slab's expert.
 
         Args:
             pts: ``(P, 2)`` points ``(x, t)``.
@@ -545,10 +856,9 @@ class HardConstraintMoE(nn.Module):
         """
         w = self.w if w is None else w
         idx = self.split(pts)
-        xk = self._normalise(pts).unsqueeze(0).expand(self.K, -1, -1)
-        phi, _, _ = self.basis(xk, derivatives=False)  # every expert at every point
-        u_all = torch.einsum("kpn,kn->kp", phi, w.to(phi))
-        return u_all.gather(0, idx.unsqueeze(0)).squeeze(0)
+        phi, _, _ = self.basis(self._normalise(pts).unsqueeze(0), derivatives=False)
+        u_all = phi[0] @ w.to(phi).T  # (P, K): every expert at every point (shared basis)
+        return u_all.gather(1, idx.unsqueeze(1)).squeeze(1)
 
     def forward(self, pts: torch.Tensor) -> torch.Tensor:
         """Alias of :meth:`evaluate` with the stored weights.
@@ -567,44 +877,47 @@ class HardConstraintMoE(nn.Module):
         train_pts: torch.Tensor,
         n_boundary: int = 32,
     ) -> dict[str, torch.Tensor]:
-        """Training loss terms for the basis networks, given solved weights.
+        """Training loss of the basis network, given solved weights (the PINN loss of the paper).
 
         Args:
             w: solved weights ``(K, N)`` (from :meth:`solve`, with graph).
-            train_pts: ``(K, P, 2)`` residual points (not the constraint points).
-            n_boundary: points in ``t`` on each interface and on the periodic boundary.
+            train_pts: ``(K, P, 2)`` residual points (fresh, not the constraint points).
+            n_boundary: points in ``t`` on each interface and boundary.
 
         Returns:
-            ``{"pde", "interface", "periodic"}``: mean squared PDE residual; mismatch of ``u``
-            and ``u_x`` between neighbouring experts; mismatch of ``u`` and ``u_x`` between
-            ``x = 0`` (expert 0) and ``x = 2π`` (expert ``K − 1``).
+            ``{"pde", "interface", "boundary"}``: mean squared PDE residual of the assembled
+            solution; mismatch of ``u`` and ``u_x`` between neighbouring experts at the slab
+            interfaces; boundary misfit of the assembled solution (periodic: ``u``, ``u_x``
+            across the ends; Dirichlet: ``u − g``).
         """
-        phi, phi_t, phi_xx = self.basis_terms(train_pts)
-        u = torch.einsum("kpn,kn->kp", phi, w)
-        r = self.problem.residual(
-            u, torch.einsum("kpn,kn->kp", phi_t, w), torch.einsum("kpn,kn->kp", phi_xx, w)
-        )
-        dtype = phi.dtype
-        t = torch.linspace(0.0, self.problem.t_end, n_boundary, dtype=dtype, device=phi.device)
-        e = self.edges().to(phi)
-        # left and right edge of every slab: (K, 2 n_boundary, 2)
-        left = torch.stack([e[:-1, None].expand(-1, n_boundary), t.expand(self.K, -1)], -1)
-        right = torch.stack([e[1:, None].expand(-1, n_boundary), t.expand(self.K, -1)], -1)
-        pts = torch.cat([left, right], dim=1)
-        val, d1, _ = self.basis(self._normalise(pts))
-        if d1 is None:
-            raise AssertionError("unreachable")  # pragma: no cover
-        ux_scale = 2.0 / self.problem.upper[0]
-        ub = torch.einsum("kpn,kn->kp", val, w)
-        uxb = torch.einsum("kpn,kn->kp", d1[..., 0], w) * ux_scale
-        uL, uR = ub[:, :n_boundary], ub[:, n_boundary:]
-        uxL, uxR = uxb[:, :n_boundary], uxb[:, n_boundary:]
-        zero = torch.zeros((), dtype=dtype, device=phi.device)
+        phi, phi_t, phi_x, phi_xx = self.basis_terms(train_pts)
+
+        def ein(a: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("kpn,kn->kp", a, w)
+
+        r = self.problem.pde(ein(phi), ein(phi_t), ein(phi_x), ein(phi_xx))
+        dtype, dev = phi.dtype, phi.device
+        t = torch.linspace(0.0, self.problem.t_end, n_boundary, dtype=dtype, device=dev)
+        zero = torch.zeros((), dtype=dtype, device=dev)
         inter = zero
         if self.K > 1:
-            inter = ((uR[:-1] - uL[1:]) ** 2).mean() + ((uxR[:-1] - uxL[1:]) ** 2).mean()
-        per = ((uL[0] - uR[-1]) ** 2).mean() + ((uxL[0] - uxR[-1]) ** 2).mean()
-        return {"pde": (r**2).mean(), "interface": inter, "periodic": per}
+            e = self.edges().to(phi)[1:-1]
+            pts = torch.stack([e[:, None].expand(-1, n_boundary), t.expand(self.K - 1, -1)], -1)
+            v, _, vx, _ = self.basis_terms(pts)  # (K - 1, B, N): the basis is shared
+            dw = w[:-1] - w[1:]
+            inter = (torch.einsum("kbn,kn->kb", v, dw) ** 2).mean() + (
+                torch.einsum("kbn,kn->kb", vx, dw) ** 2
+            ).mean()
+        left, right = self._boundary_pts(t)
+        bl, _, blx, _ = self.basis_terms(left)
+        br, _, brx, _ = self.basis_terms(right)
+        ul, ur = bl @ w[0], br @ w[-1]
+        if self.problem.boundary == "periodic":
+            bnd = ((ul - ur) ** 2).mean() + ((blx @ w[0] - brx @ w[-1]) ** 2).mean()
+        else:
+            g = self.problem.boundary_value(t)
+            bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
+        return {"pde": (r**2).mean(), "interface": inter, "boundary": bnd}
 
 
 def relative_l2(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:

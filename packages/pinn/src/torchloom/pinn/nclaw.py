@@ -36,6 +36,7 @@ from torchloom.core.checks import check_floating, check_int, check_positive
 __all__ = [
     "MPM2D",
     "ElasticLaw",
+    "MLPPlasticity",
     "MLPStress",
     "MPMState",
     "PlasticityLaw",
@@ -217,6 +218,42 @@ class MLPStress(nn.Module):
         for layer in self.layers[:-1]:
             x = nn.functional.gelu(layer(x))
         return self.layers[-1](x).reshape(F.shape) * self.stress_scale
+
+
+class MLPPlasticity(nn.Module):
+    """Unconstrained plasticity baseline: ``F ↦ F + MLP(vec F)`` (biases, no structure).
+
+    Neither equivariant nor the identity at rest (unlike :class:`PlasticityLaw`).
+
+    Args:
+        width: hidden width.
+        depth: hidden layers.
+
+    Shapes:
+        F: ``(..., 2, 2)`` trial elastic deformation → projected ``(..., 2, 2)``.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        check_int(width, "width")
+        check_int(depth, "depth")
+        dims = [4] + [width] * depth + [4]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+
+    def forward(self, F: torch.Tensor) -> torch.Tensor:
+        """Project the trial elastic deformation.
+
+        Args:
+            F: ``(..., 2, 2)``.
+
+        Returns:
+            ``(..., 2, 2)``.
+        """
+        _check_F(F)
+        x = F.reshape(*F.shape[:-2], 4)
+        for layer in self.layers[:-1]:
+            x = nn.functional.gelu(layer(x))
+        return F + self.layers[-1](x).reshape(F.shape)
 
 
 def neo_hookean_stress(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:

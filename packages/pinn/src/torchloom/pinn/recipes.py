@@ -12,23 +12,29 @@ import torch
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.pinn.flame import FlameConfig, FlamePINN, reference_flame
 from torchloom.pinn.moe import (
+    Burgers,
     HardConstraintMoE,
+    Problem,
     ReactionDiffusion,
+    burgers_reference,
     reaction_diffusion_reference,
     relative_l2,
 )
 from torchloom.pinn.nclaw import (
     MPM2D,
     ElasticLaw,
+    MLPPlasticity,
     MLPStress,
     MPMState,
+    PlasticityLaw,
     lame,
     neo_hookean_stress,
+    von_mises_projection,
 )
 from torchloom.pinn.residual import MLP, partial, train_pinn
 from torchloom.pinn.sampling import sample_box
 
-__all__: list[str] = ["flame", "moe", "nclaw"]
+__all__: list[str] = ["flame", "moe", "moe_burgers", "nclaw", "nclaw_plastic"]
 
 
 def _plt() -> Any:
@@ -49,11 +55,12 @@ _FLAME_WEIGHTS = {"bc_T": 10.0, "bc_gradT": 10.0, "data": 10.0}
 
 
 def _train_flame(
-    ctx: RunContext, model: FlamePINN, steps: tuple[int, int], n_col: int, **data: torch.Tensor
+    ctx: RunContext, model: FlamePINN, steps: tuple[int, int, int], n_col: int, **data: torch.Tensor
 ) -> float:
     cfg = model.cfg
     x = sample_box(0.0, cfg.length, n_col, "hammersley", dtype=torch.float64)
     t0 = time.perf_counter()
+    model.warmup(steps[2])  # the paper's Z-shape warm-up: places the flame before the physics
     train_pinn(
         lambda: model.losses(x, data.get("x_obs"), data.get("T_obs")),
         model.parameters(),
@@ -96,7 +103,7 @@ def _train_flame(
 def flame(ctx: RunContext) -> Result:
     """FlamePINN-1D forward (s_L eigenvalue + T field) and inverse (λ) problems vs scipy."""
     torch.manual_seed(ctx.seed)
-    steps = ctx.pick((150, 10), (2000, 300))
+    steps = ctx.pick((150, 10, 200), (2000, 300, 1000))  # Adam, L-BFGS, warm-up
     n_col = ctx.pick(150, 300)
     metrics: dict[str, float] = {}
     plt = _plt()
@@ -163,10 +170,11 @@ def flame(ctx: RunContext) -> Result:
     ax.set_xlabel("x (mm)")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    metrics["T_rel_l2_max"] = max(metrics["T_rel_l2_phi040"], metrics["T_rel_l2_phi050"])
     notes = [
-        f"T field off at φ={phi:.2f} (rel L2 {metrics[f'T_rel_l2_{tag}']:.2f}): the flame sits "
-        "downstream of the reference although s_L matches; the position is set by the cold "
-        "preheat zone, where every residual term is small, so the loss barely constrains it"
+        f"T field off at φ={phi:.2f} (rel L2 {metrics[f'T_rel_l2_{tag}']:.2f}) although s_L may "
+        "match: the flame position is fixed by the inlet conditions only through the "
+        "exponentially small preheat-zone residual"
         for phi, tag in ((0.40, "phi040"), (0.50, "phi050"))
         if metrics[f"T_rel_l2_{tag}"] > 0.1
     ]
@@ -207,7 +215,7 @@ def _nclaw_scenarios() -> dict[str, MPMState]:
 
 
 def _rollout_error(
-    sim: MPM2D, truth: list[MPMState], law: Any
+    sim: MPM2D, truth: list[MPMState], law: Any, plasticity: Any = None
 ) -> tuple[list[float], list[MPMState], bool]:
     """Mean particle distance to the truth per step (a diverged rollout keeps its last error)."""
     errs: list[float] = []
@@ -217,7 +225,7 @@ def _rollout_error(
     with torch.no_grad():
         for k in range(1, len(truth)):
             try:
-                s = sim.step(s, law)
+                s = sim.step(s, law, plasticity)
             except ValueError:
                 diverged = True
             if diverged or not bool(torch.isfinite(s.x).all()):
@@ -331,14 +339,128 @@ def nclaw(ctx: RunContext) -> Result:
     return Result(metrics=metrics, figures=[ctx.savefig(fig, "nclaw.png")])
 
 
+@recipe(
+    name="pinn.nclaw_plastic",
+    papers=(17,),
+    claims=(
+        Claim(
+            "baseline_over_nclaw_test_error",
+            ">=",
+            10.0,
+            paper="elastoplastic material (von Mises ground truth): trained on one trajectory, "
+            "NCLaw's (elastic + plastic return-mapping networks) rollout error on unseen shapes "
+            "and initial conditions is ≥10× lower than unconstrained MLP baselines",
+            quick=False,
+        ),
+        Claim(
+            "nclaw_rest_identity",
+            "==",
+            0.0,
+            paper="the plastic return mapping leaves the rest state alone by construction",
+        ),
+    ),
+)
+def nclaw_plastic(ctx: RunContext) -> Result:
+    """NCLaw elastic + plastic laws vs MLP stress + MLP return mapping, von Mises ground truth."""
+    torch.manual_seed(ctx.seed)
+    n_steps = ctx.pick(40, 200)
+    iters = ctx.pick(8, 300)
+    window = 8
+    sim = MPM2D(n_grid=32, dt=1e-3)
+    mu, lam = lame(200.0, 0.3)
+    yield_stress = 4.0  # yields on impact: the Hencky deviatoric strain passes τ_Y / 2μ ≈ 0.026
+
+    def truth_stress(F: torch.Tensor) -> torch.Tensor:
+        return neo_hookean_stress(F, mu, lam)
+
+    def truth_plastic(F: torch.Tensor) -> torch.Tensor:
+        return von_mises_projection(F, mu, yield_stress)
+
+    scen = _nclaw_scenarios()
+    with torch.no_grad():
+        truth = {k: sim.rollout(s, n_steps, truth_stress, truth_plastic) for k, s in scen.items()}
+        elastic_only = sim.rollout(scen["train_block"], n_steps, truth_stress)
+    train = truth["train_block"]
+    models: dict[str, tuple[Any, Any]] = {
+        "nclaw": (
+            ElasticLaw(width=64, depth=2, stress_scale=100.0).double(),
+            PlasticityLaw(width=32, depth=2).double(),
+        ),
+        "mlp": (
+            MLPStress(width=64, depth=2, stress_scale=100.0).double(),
+            MLPPlasticity(width=32, depth=2).double(),
+        ),
+    }
+    metrics: dict[str, float] = {
+        # how plastic the ground truth is: final positions of the elastic-only rollout differ
+        "plastic_vs_elastic_truth_gap": float((elastic_only[-1].x - train[-1].x).norm(dim=1).mean())
+    }
+    for name, (stress, plast) in models.items():
+        with torch.no_grad():  # start both return mappings close to the identity
+            plast_last = [m for m in plast.modules() if isinstance(m, torch.nn.Linear)][-1]
+            plast_last.weight.mul_(0.1)
+            if plast_last.bias is not None:
+                plast_last.bias.zero_()
+        params = list(stress.parameters()) + list(plast.parameters())
+        opt = torch.optim.Adam(params, lr=3e-3)
+        t0 = time.perf_counter()
+        for _ in ctx.progress(range(iters), description=f"train {name}"):
+            s0 = int(torch.randint(0, n_steps - window, (1,), generator=ctx.generator))
+            s = train[s0]
+            loss = torch.zeros((), dtype=torch.float64)
+            for k in range(1, window + 1):
+                s = sim.step(s, stress, plast)
+                loss = loss + ((s.x - train[s0 + k].x) ** 2).mean() / sim.dt**2
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(f"{name}: non-finite training loss at window {s0}")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        metrics[f"train_seconds_{name}"] = time.perf_counter() - t0
+    finals: dict[tuple[str, str], MPMState] = {}
+    for sname, tr in truth.items():
+        for lname, (stress, plast) in models.items():
+            errs, states, diverged = _rollout_error(sim, tr, stress, plast)
+            finals[(sname, lname)] = states[-1]
+            metrics[f"err_{sname}_{lname}"] = float(np.mean(errs))
+            if diverged:
+                metrics[f"diverged_{sname}_{lname}"] = 1.0
+    tests = [k for k in truth if k.startswith("test")]
+    err_n = float(np.mean([metrics[f"err_{k}_nclaw"] for k in tests]))
+    err_m = float(np.mean([metrics[f"err_{k}_mlp"] for k in tests]))
+    metrics["nclaw_test_error"] = err_n
+    metrics["mlp_test_error"] = err_m
+    metrics["baseline_over_nclaw_test_error"] = err_m / max(err_n, 1e-300)
+    with torch.no_grad():
+        eye = torch.eye(2, dtype=torch.float64).expand(1, 2, 2)
+        metrics["nclaw_rest_identity"] = float((models["nclaw"][1](eye) - eye).abs().max())
+    ctx.log(f"plastic test rollout error: NCLaw {err_n:.2e}, MLP {err_m:.2e}")
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+    for ax, sname in zip(axes, truth):
+        gt = truth[sname][-1].x.numpy()
+        ax.scatter(gt[:, 0], gt[:, 1], s=4, c="k", alpha=0.4, label="ground truth (von Mises)")
+        for lname, col in (("nclaw", "tab:blue"), ("mlp", "tab:red")):
+            p = finals[(sname, lname)].x.numpy()
+            ax.scatter(p[:, 0], p[:, 1], s=3, c=col, alpha=0.6, label=lname)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{sname} (t = {n_steps * sim.dt:.2f})", fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return Result(metrics=metrics, figures=[ctx.savefig(fig, "nclaw_plastic.png")])
+
+
 # --------------------------------------------------------------------------------------------
 # Hard-constraint mixture of experts (paper 13)
 # --------------------------------------------------------------------------------------------
 
 
-# the same weights for every model: with weight 1 on the initial/periodic terms the soft PINN
-# collapses to u ≈ 0 (rel L2 ≈ 0.99), a strawman; weight 10 gives it a fair chance
-_RD_WEIGHTS = {"ic": 10.0, "periodic": 10.0, "interface": 10.0}
+# the same weights for every model: with weight 1 on the initial/boundary terms the soft PINN
+# collapses to u ≈ 0 (rel L2 ≈ 0.99 on reaction–diffusion), a strawman; 10 gives it a fair chance
+_MOE_WEIGHTS = {"ic": 10.0, "boundary": 10.0, "interface": 10.0}
 
 
 def _rd_reference(pb: ReactionDiffusion) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -349,9 +471,17 @@ def _rd_reference(pb: ReactionDiffusion) -> tuple[torch.Tensor, np.ndarray, np.n
     return pts, ur[sub].ravel(), ur[sub]
 
 
-def _train_soft_rd(
-    ctx: RunContext, pb: ReactionDiffusion, steps: int, n_pts: int
-) -> tuple[Any, float]:
+def _burgers_reference(pb: Burgers) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    xr = np.linspace(-1.0, 1.0, 128)
+    tr = np.linspace(0.0, pb.t_end, 21)
+    ur = burgers_reference(pb, xr, tr)
+    X, T = np.meshgrid(xr, tr, indexing="xy")
+    pts = torch.from_numpy(np.stack([X.ravel(), T.ravel()], 1))
+    return pts, ur.ravel(), ur
+
+
+def _train_soft(ctx: RunContext, pb: Problem, steps: int, n_pts: int) -> tuple[Any, float]:
+    """Soft-constraint PINN: PDE, initial and boundary misfits as weighted loss terms."""
     net = MLP(2, 1, width=32, depth=3).double()
     lo = torch.tensor(pb.lower, dtype=torch.float64)
     hi = torch.tensor(pb.upper, dtype=torch.float64)
@@ -360,7 +490,7 @@ def _train_soft_rd(
         out: torch.Tensor = net(2 * (p - lo) / (hi - lo) - 1)
         return out
 
-    xi = torch.linspace(0, 2 * math.pi, 64, dtype=torch.float64)
+    xi = torch.linspace(pb.lower[0], pb.upper[0], 64, dtype=torch.float64)
     ic = torch.stack([xi, torch.zeros_like(xi)], 1)
     tb = torch.linspace(0, pb.t_end, 32, dtype=torch.float64)
 
@@ -368,17 +498,21 @@ def _train_soft_rd(
         p = lo + torch.rand(n_pts, 2, generator=ctx.generator, dtype=torch.float64) * (hi - lo)
         p.requires_grad_(True)
         up = u(p)
-        r = pb.residual(up, partial(up, p, (1,)), partial(up, p, (0, 0)))
-        bl = torch.stack([torch.zeros_like(tb), tb], 1).requires_grad_(True)
-        br = torch.stack([torch.full_like(tb, 2 * math.pi), tb], 1).requires_grad_(True)
-        ul, ur = u(bl), u(br)
-        per = ((ul - ur) ** 2).mean() + (
-            (partial(ul, bl, (0,)) - partial(ur, br, (0,))) ** 2
-        ).mean()
+        r = pb.pde(up, partial(up, p, (1,)), partial(up, p, (0,)), partial(up, p, (0, 0)))
+        bl = torch.stack([torch.full_like(tb, pb.lower[0]), tb], 1).requires_grad_(True)
+        br = torch.stack([torch.full_like(tb, pb.upper[0]), tb], 1).requires_grad_(True)
+        ul, ur = u(bl).squeeze(1), u(br).squeeze(1)
+        if pb.boundary == "periodic":
+            bnd = ((ul - ur) ** 2).mean() + (
+                (partial(ul, bl, (0,)) - partial(ur, br, (0,))) ** 2
+            ).mean()
+        else:
+            g = pb.boundary_value(tb)
+            bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
         return {
             "pde": (r**2).mean(),
             "ic": ((u(ic).squeeze(1) - pb.initial(xi)) ** 2).mean(),
-            "periodic": per,
+            "boundary": bnd,
         }
 
     t0 = time.perf_counter()
@@ -387,21 +521,27 @@ def _train_soft_rd(
         net.parameters(),
         adam_steps=steps,
         lr=3e-3,
-        weights=_RD_WEIGHTS,
+        weights=_MOE_WEIGHTS,
         progress=ctx.progress,
     )
     return (lambda p: u(p).squeeze(1)), time.perf_counter() - t0
 
 
-def _train_hc_rd(
-    ctx: RunContext, pb: ReactionDiffusion, K: int, N: int, steps: int, n_pts: int, n_ic: int
+def _train_hc(
+    ctx: RunContext, pb: Problem, K: int, N: int, steps: int, n_pts: int, n_ic: int
 ) -> tuple[HardConstraintMoE, float]:
+    """PI-HC(-MoE): basis network trained on the PDE residual of the constrained solution.
+
+    The constraint points stay fixed during a run (the paper resamples 20 000 grid points per
+    step; with our 64 per expert, resampling makes the solves, and the loss, jump) while the
+    residual points of the training loss are fresh every step; the learning rate decays 10×.
+    """
     m = HardConstraintMoE(pb, n_experts=K, n_basis=N, width=32, depth=2, lm_iter=8).double()
-    pde, ic = m.sample_constraint_points(n_pts // K, n_ic // K, ctx.generator)
+    pts = m.sample_constraint_points(n_pts // K, n_ic, 32, ctx.generator)
 
     def loss_fn() -> dict[str, torch.Tensor]:
-        w = m.solve(pde, ic)
-        train_pts, _ = m.sample_constraint_points(n_pts // K, 1, ctx.generator)
+        w = m.solve(*pts)
+        train_pts = m.sample_constraint_points(n_pts // K, 1, 1, ctx.generator)[0]
         return m.losses(w, train_pts)
 
     t0 = time.perf_counter()
@@ -410,65 +550,51 @@ def _train_hc_rd(
         m.parameters(),
         adam_steps=steps,
         lr=3e-3,
-        weights=_RD_WEIGHTS,
+        lr_decay=0.1 ** (1.0 / steps),
+        weights=_MOE_WEIGHTS,
         progress=ctx.progress,
     )
     with torch.no_grad():
-        m.solve(pde, ic)
+        m.solve(*pts)
     return m, time.perf_counter() - t0
 
 
-def _solve_seconds(pb: ReactionDiffusion, K: int, N: int, n_pts: int, reps: int) -> float:
+def _solve_seconds(pb: Problem, K: int, N: int, n_pts: int, reps: int) -> float:
     """Median wall time of one differentiable constraint solve (forward + backward)."""
     torch.manual_seed(0)
     m = HardConstraintMoE(pb, n_experts=K, n_basis=N, width=32, depth=2, lm_iter=5).double()
     g = torch.Generator().manual_seed(0)
-    pde, ic = m.sample_constraint_points(n_pts // K, max(64 // K, 1), g)
+    pts = m.sample_constraint_points(n_pts // K, 64, 32, g)
     times = []
     for _ in range(reps):
         m.w.zero_()
         t0 = time.perf_counter()
-        w = m.solve(pde, ic)
+        w = m.solve(*pts)
         (w**2).sum().backward()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
-@recipe(
-    name="pinn.moe",
-    papers=(13,),
-    claims=(
-        Claim(
-            "moe_over_soft_rel_l2",
-            "<",
-            1.0,
-            paper="hard-constraint MoE has a lower relative L2 error than the soft-constraint PINN",
-            quick=False,
-        ),
-        Claim(
-            "global_over_moe_solve_time_at_largest",
-            ">=",
-            2.0,
-            paper="the per-expert constraint solve is faster than one global hard constraint as "
-            "the number of points grows (ratio at the largest size ≥ 2)",
-            quick=False,
-        ),
-    ),
-)
-def moe(ctx: RunContext) -> Result:
-    """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on reaction–diffusion."""
-    torch.manual_seed(ctx.seed)
-    pb = ReactionDiffusion(nu=1.0, rho=5.0, t_end=1.0)
-    K, N = 4, 16
-    steps = ctx.pick(15, 300)
-    soft_steps = ctx.pick(45, 1500)  # cheaper steps: ~equal or larger wall-clock budget
-    n_pts, n_ic = ctx.pick(64, 256), 64
-    eval_pts, u_ref_flat, u_ref = _rd_reference(pb)
+def _moe_compare(
+    ctx: RunContext,
+    pb: Problem,
+    ref: tuple[torch.Tensor, np.ndarray, np.ndarray],
+    *,
+    K: int,
+    N: int,
+    steps: int,
+    soft_steps: int,
+    n_pts: int,
+    n_ic: int,
+    sizes: list[int],
+    reps: int,
+    name: str,
+) -> Result:
+    eval_pts, u_ref_flat, u_ref = ref
     metrics: dict[str, float] = {}
-
-    soft, metrics["train_seconds_soft"] = _train_soft_rd(ctx, pb, soft_steps, n_pts)
-    hc, metrics["train_seconds_moe"] = _train_hc_rd(ctx, pb, K, N, steps, n_pts, n_ic)
-    glob, metrics["train_seconds_global"] = _train_hc_rd(ctx, pb, 1, K * N, steps, n_pts, n_ic)
+    soft, metrics["train_seconds_soft"] = _train_soft(ctx, pb, soft_steps, n_pts)
+    hc, metrics["train_seconds_moe"] = _train_hc(ctx, pb, K, N, steps, n_pts, n_ic)
+    glob, metrics["train_seconds_global"] = _train_hc(ctx, pb, 1, K * N, steps, n_pts, n_ic)
     with torch.no_grad():
         preds = {"soft": soft(eval_pts), "moe": hc(eval_pts), "global": glob(eval_pts)}
     for k, v in preds.items():
@@ -476,8 +602,6 @@ def moe(ctx: RunContext) -> Result:
     metrics["moe_over_soft_rel_l2"] = metrics["rel_l2_moe"] / metrics["rel_l2_soft"]
     metrics["moe_over_global_rel_l2"] = metrics["rel_l2_moe"] / metrics["rel_l2_global"]
 
-    sizes = ctx.pick([128, 256], [128, 256, 512, 1024])
-    reps = ctx.pick(2, 3)
     t_moe, t_glob = [], []
     for n in ctx.progress(sizes, description="solve timing"):
         t_moe.append(_solve_seconds(pb, K, N, n, reps))
@@ -492,7 +616,8 @@ def moe(ctx: RunContext) -> Result:
     plt = _plt()
     fig, axes = plt.subplots(1, 5, figsize=(22, 3.6))
     shape = u_ref.shape
-    ext = (0, 2 * math.pi, 0, pb.t_end)
+    ext = (pb.lower[0], pb.upper[0], 0, pb.t_end)
+    lim = (float(u_ref.min()), float(u_ref.max()))
     for ax, (title, field) in zip(
         axes[:4],
         [("reference", u_ref)]
@@ -501,15 +626,76 @@ def moe(ctx: RunContext) -> Result:
             for k, v in preds.items()
         ],
     ):
-        im = ax.imshow(field, origin="lower", aspect="auto", extent=ext, vmin=0, vmax=1)
+        im = ax.imshow(field, origin="lower", aspect="auto", extent=ext, vmin=lim[0], vmax=lim[1])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("x")
         ax.set_ylabel("t")
     fig.colorbar(im, ax=axes[3])
     axes[4].loglog(sizes, t_glob, "o-", label=f"global (1 × {K * N} basis)")
-    axes[4].loglog(sizes, t_moe, "s-", label=f"MoE ({K} × {N} basis)")
+    axes[4].loglog(sizes, t_moe, "s-", label=f"MoE ({K} × {N} weights)")
     axes[4].set_xlabel("constraint points")
     axes[4].set_ylabel("solve + backward (s)")
     axes[4].legend(fontsize=7)
     fig.tight_layout()
-    return Result(metrics=metrics, figures=[ctx.savefig(fig, "moe.png")])
+    return Result(metrics=metrics, figures=[ctx.savefig(fig, f"{name}.png")])
+
+
+_MOE_CLAIMS = (
+    Claim(
+        "moe_over_soft_rel_l2",
+        "<",
+        1.0,
+        paper="hard-constraint MoE has a lower relative L2 error than the soft-constraint PINN",
+        quick=False,
+    ),
+    Claim(
+        "global_over_moe_solve_time_at_largest",
+        ">=",
+        2.0,
+        paper="the per-expert constraint solve is faster than one global hard constraint as "
+        "the number of points grows (ratio at the largest size ≥ 2)",
+        quick=False,
+    ),
+)
+
+
+@recipe(name="pinn.moe", papers=(13,), claims=_MOE_CLAIMS)
+def moe(ctx: RunContext) -> Result:
+    """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on reaction–diffusion."""
+    torch.manual_seed(ctx.seed)
+    pb = ReactionDiffusion(nu=1.0, rho=5.0, t_end=1.0)
+    return _moe_compare(
+        ctx,
+        pb,
+        _rd_reference(pb),
+        K=4,
+        N=16,
+        steps=ctx.pick(10, 300),
+        soft_steps=ctx.pick(30, 1500),  # cheaper steps: ~equal or larger wall-clock budget
+        n_pts=ctx.pick(64, 256),
+        n_ic=64,
+        sizes=ctx.pick([128, 256], [128, 256, 512, 1024]),
+        reps=ctx.pick(1, 3),
+        name="moe",
+    )
+
+
+@recipe(name="pinn.moe_burgers", papers=(13,), claims=_MOE_CLAIMS)
+def moe_burgers(ctx: RunContext) -> Result:
+    """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on 1D Burgers."""
+    torch.manual_seed(ctx.seed)
+    pb = Burgers(nu=0.1 / math.pi, t_end=1.0)
+    return _moe_compare(
+        ctx,
+        pb,
+        _burgers_reference(pb),
+        K=4,
+        N=16,
+        steps=ctx.pick(10, 300),
+        soft_steps=ctx.pick(30, 1500),
+        n_pts=ctx.pick(64, 256),
+        n_ic=64,
+        sizes=ctx.pick([128, 256], [128, 256, 512, 1024]),
+        reps=ctx.pick(1, 3),
+        name="moe_burgers",
+    )
