@@ -10,7 +10,6 @@ from torchloom.core.testing import assert_recipe_holds
 from torchloom.nas.recipes import hardware
 
 
-@pytest.mark.slow
 def test_proxyless_memory_quick(tmp_path: Path) -> None:
     res = assert_recipe_holds(hardware.proxyless_memory, tmp_path)
     rows = res.tables["saved_bytes"]
@@ -19,13 +18,11 @@ def test_proxyless_memory_quick(tmp_path: Path) -> None:
     assert res.metrics["darts_growth"] == rows[-1]["darts"] / rows[0]["darts"]
 
 
-@pytest.mark.slow
 def test_fbnet_quick(tmp_path: Path) -> None:
     res = assert_recipe_holds(hardware.fbnet, tmp_path)
     assert 0.0 <= res.metrics["fbnet_accuracy"] <= 1.0
 
 
-@pytest.mark.slow
 def test_dass_quick(tmp_path: Path) -> None:
     res = assert_recipe_holds(hardware.dass, tmp_path)
     assert res.metrics["dass_sparsity"] == pytest.approx(0.9, abs=0.02)

@@ -23,17 +23,7 @@ def test_all_search_recipes_are_registered() -> None:
     }
 
 
-# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"nas.proxyless-memory", "nas.selection", "nas.sharpdarts", "nas.sd-darts", "nas.rarts"}
-
-
-@pytest.mark.parametrize(
-    "r",
-    [
-        pytest.param(r, id=r.name, marks=[pytest.mark.slow] if r.name in _SLOW else [])
-        for r in RECIPES
-    ],
-)
+@pytest.mark.parametrize("r", RECIPES, ids=[r.name for r in RECIPES])
 def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
     assert_recipe_holds(r, tmp_path)
 

@@ -83,10 +83,12 @@ def test_snapshots_and_distilled_weight_loss() -> None:
     assert s2.steps_done == 5 and len(s2.snapshots) == 2
 
 
-def test_dominant_hessian_eigenvalue_matches_dense_hessian() -> None:
+@pytest.mark.parametrize("batch_stats", [False, True])
+def test_dominant_hessian_eigenvalue_matches_dense_hessian(batch_stats: bool) -> None:
     torch.manual_seed(0)
     m = Supernet(C=2, layers=2, steps=1, ops=OPS, reductions=(1,), alpha_init_std=1.0)
-    m = m.double().eval()
+    m = m.double().train(batch_stats)
+    buffers = {k: v.clone() for k, v in m.state_dict().items()}
     batches = [(x[:4].double(), y[:4]) for x, y in (batch(1), batch(2))]
     alphas = m.arch_parameters()
     shapes = [a.shape for a in alphas]
@@ -101,7 +103,12 @@ def test_dominant_hessian_eigenvalue_matches_dense_hessian() -> None:
     H = torch.autograd.functional.hessian(loss_of, flat)
     eigs = torch.linalg.eigvalsh(H)
     top = float(eigs[eigs.abs().argmax()])
+    m.load_state_dict(buffers)  # the dense Hessian's train-mode forwards moved the statistics
+    m.eval()
     est = dominant_hessian_eigenvalue(
-        m, batches, iters=100, generator=torch.Generator().manual_seed(0)
+        m, batches, iters=100, generator=torch.Generator().manual_seed(0), batch_stats=batch_stats
     )
     assert est == pytest.approx(top, rel=1e-3)
+    assert not m.training
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, buffers[k]), k

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from torchloom.nas.selection import Projection, perturbation_selection, supernet_score
 from torchloom.nas.supernet import Supernet
@@ -49,15 +50,15 @@ def test_projection_weights() -> None:
 def test_selection_picks_most_harmful_removal_and_valid_genotype() -> None:
     m = net()
     val = data(2, 1)
-    # the first decision, scored independently of the Projection class
+    # the first decision (a random normal-cell edge), scored independently of Projection
     g = torch.Generator().manual_seed(3)
-    first = int(torch.randint(2 * m.num_edges, (1,), generator=torch.Generator().manual_seed(3)))
-    kind, e = [(k, i) for k in ("normal", "reduce") for i in range(m.num_edges)][first]
+    kind = "normal"
+    e = int(torch.randint(m.num_edges, (1,), generator=torch.Generator().manual_seed(3)))
     accs = {}
     for o in range(1, len(OPS)):
         w = {k: a.softmax(-1).detach().clone() for k, a in m.alphas().items()}
         w[kind][e, o] = 0.0
-        accs[o] = supernet_score(m, val, w)
+        accs[o] = supernet_score(m, val, w, batch_stats=True)
     genotype, record = perturbation_selection(m, val, train=None, generator=g)
     k0, e0, op0, scores0 = record.ops[0]
     assert (k0, e0) == (kind, e)
@@ -65,6 +66,8 @@ def test_selection_picks_most_harmful_removal_and_valid_genotype() -> None:
     assert op0 == OPS[worst]
     assert scores0 == {OPS[o]: a[0] for o, a in accs.items()}
     assert len(record.ops) == 2 * m.num_edges
+    # rounds project one normal and one reduction edge each
+    assert [r[0] for r in record.ops] == ["normal", "reduce"] * m.num_edges
     for nodes in (genotype.normal, genotype.reduce):
         for i, node in enumerate(nodes):
             assert len(node) == 2 and all(op != "none" and j < i + 2 for op, j in node)
@@ -87,6 +90,34 @@ def test_fine_tuning_changes_weights_only() -> None:
     perturbation_selection(m, data(1, 1), train=data(1, 2), tune_steps=1)
     assert all(torch.equal(a, b) for a, b in zip(alphas, m.arch_parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(w0, m.weight_parameters()))
+
+
+def test_arch_steps_during_fine_tuning_move_alpha() -> None:
+    m = net()
+    alphas = [a.clone() for a in m.arch_parameters()]
+    perturbation_selection(m, data(1, 1), train=data(1, 2), tune_steps=1, arch_lr=0.1)
+    assert any(not torch.equal(a, b) for a, b in zip(alphas, m.arch_parameters()))
+
+
+def test_batch_statistics_scoring_has_no_side_effects() -> None:
+    m = net()
+    val = data(2, 1)
+    w = {k: a.softmax(-1).detach() for k, a in m.alphas().items()}
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.eval()
+    acc_b, loss_b = supernet_score(m, val, w, batch_stats=True)
+    assert not m.training
+    for key, v in m.state_dict().items():
+        assert torch.equal(v, before[key]), key
+    # equals a train-mode forward by hand (batch statistics)
+    m.train()
+    with torch.no_grad():
+        logits = [m(x, weights=w) for x, _ in val]
+    m.load_state_dict(before)
+    correct = sum(int((z.argmax(-1) == y).sum()) for z, (_, y) in zip(logits, val))
+    assert acc_b == correct / sum(len(y) for _, y in val)
+    losses = [float(F.cross_entropy(z, y, reduction="sum")) for z, (_, y) in zip(logits, val)]
+    assert loss_b == pytest.approx(sum(losses) / sum(len(y) for _, y in val))
 
 
 def test_selection_bad_inputs() -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torchloom.core.checks import check_floating, check_int, check_positive
 from torchloom.nas.darts import DARTS
 from torchloom.nas.search import Batch
+from torchloom.nas.selection import _FrozenBuffers
 from torchloom.nas.supernet import Supernet
 
 __all__ = ["SDDARTS", "distillation_loss", "dominant_hessian_eigenvalue", "voting_teacher"]
@@ -177,16 +178,20 @@ def dominant_hessian_eigenvalue(
     iters: int = 20,
     generator: torch.Generator | None = None,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_stats: bool = False,
 ) -> float:
     """Largest-magnitude eigenvalue of ``∇²_α L_val`` by power iteration on Hessian-vector
     products (the sharpness measure of Zela et al. 2020 used by SD-DARTS).
 
     Args:
-        model: the supernet (evaluated in eval mode).
+        model: the supernet.
         batches: validation batches (the loss is their mean).
         iters: power iterations.
         generator: randomness of the starting vector.
         criterion: ``criterion(logits, y)``, cross-entropy by default.
+        batch_stats: differentiate the loss the architecture step optimises, with train-mode
+            BatchNorm (batch statistics; running statistics left untouched); ``False``
+            evaluates in eval mode with the running statistics.
 
     Returns:
         The eigenvalue estimate (Rayleigh quotient at the last iterate).
@@ -194,7 +199,21 @@ def dominant_hessian_eigenvalue(
     crit = criterion or F.cross_entropy
     arch = model.arch_parameters()
     was = model.training
-    model.eval()
+    model.train(batch_stats)
+    with _FrozenBuffers(model):
+        eig = _power_iteration(model, batches, iters, generator, crit, arch)
+    model.train(was)
+    return eig
+
+
+def _power_iteration(
+    model: Supernet,
+    batches: Sequence[Batch],
+    iters: int,
+    generator: torch.Generator | None,
+    crit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    arch: list[torch.nn.Parameter],
+) -> float:
     v = [torch.randn(a.shape, generator=generator).to(a) for a in arch]
 
     def hvp(vec: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -217,5 +236,4 @@ def dominant_hessian_eigenvalue(
         hv = hvp(v)
         eig = float(sum((a * b).sum() for a, b in zip(hv, v)))
         v = hv
-    model.train(was)
     return eig

@@ -63,6 +63,7 @@ class Projection:
         self,
         drop_op: tuple[str, int, int] | None = None,
         drop_edge: tuple[str, int] | None = None,
+        differentiable: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Edge weights of the projected supernet, optionally with one op or edge removed.
 
@@ -72,6 +73,8 @@ class Projection:
         Args:
             drop_op: ``(kind, edge, op)`` whose weight is zeroed (the op perturbation).
             drop_edge: ``(kind, edge)`` whose weights are zeroed (the edge perturbation).
+            differentiable: keep the undecided edges' weights differentiable in ``α`` (for
+                architecture steps during fine-tuning); detached otherwise.
 
         Returns:
             ``{"normal": (E, N), "reduce": (E, N)}``.
@@ -79,17 +82,23 @@ class Projection:
         mixes = self.model.mixtures()
         out: dict[str, torch.Tensor] = {}
         for kind in CELL_TYPES:
-            w = mixes[kind].weights.detach().clone()
+            soft = mixes[kind].weights
+            keep = torch.ones_like(soft)
+            fixed = torch.zeros_like(soft)
             for e, c in enumerate(self.chosen[kind]):
                 if c >= 0:
-                    w[e] = 0.0
-                    w[e, c] = 1.0
+                    keep[e] = 0.0
+                    fixed[e, c] = 1.0
                 if not self.kept[kind][e]:
-                    w[e] = 0.0
+                    keep[e] = 0.0
+                    fixed[e] = 0.0
             if drop_op is not None and drop_op[0] == kind:
-                w[drop_op[1], drop_op[2]] = 0.0
+                keep[drop_op[1], drop_op[2]] = 0.0
+                fixed[drop_op[1], drop_op[2]] = 0.0
             if drop_edge is not None and drop_edge[0] == kind:
-                w[drop_edge[1]] = 0.0
+                keep[drop_edge[1]] = 0.0
+                fixed[drop_edge[1]] = 0.0
+            w = (soft if differentiable else soft.detach()) * keep + fixed
             out[kind] = w
         return out
 
@@ -120,29 +129,53 @@ class Projection:
         return Genotype(cells["normal"], concat, cells["reduce"], concat)  # type: ignore[arg-type]
 
 
+class _FrozenBuffers:
+    """Restore a module's buffers (BatchNorm running statistics) on exit."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __enter__(self) -> None:
+        self.saved = [(b, b.detach().clone()) for b in self.model.buffers()]
+
+    def __exit__(self, *exc: object) -> None:
+        with torch.no_grad():
+            for b, v in self.saved:
+                b.copy_(v)
+
+
 @torch.no_grad()
 def supernet_score(
-    model: Supernet, batches: Sequence[Batch], weights: dict[str, torch.Tensor]
+    model: Supernet,
+    batches: Sequence[Batch],
+    weights: dict[str, torch.Tensor],
+    batch_stats: bool = False,
 ) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of the supernet (eval mode) with given edge weights.
+    """Accuracy and mean cross-entropy of the supernet with given edge weights.
 
     Args:
         model: the supernet.
         batches: validation batches.
         weights: per cell type ``(E, N)`` weights.
+        batch_stats: normalise with each batch's own BatchNorm statistics (train-mode
+            BatchNorm, running statistics left untouched), as DARTS-PT's reference code scores
+            perturbed supernets; ``False`` uses the running statistics (eval mode), which were
+            gathered under the unperturbed mixture.
 
     Returns:
         ``(accuracy, loss)``.
     """
     was = model.training
-    model.eval()
+    model.train(batch_stats)
     correct = total = 0
     loss = 0.0
-    for x, y in batches:
-        logits = model(x, weights=weights)
-        correct += int((logits.argmax(-1) == y).sum())
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        total += y.numel()
+    with _FrozenBuffers(model):
+        for x, y in batches:
+            logits = model(x, weights=weights)
+            correct += int((logits.argmax(-1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            total += y.numel()
     model.train(was)
     return correct / total, loss / total
 
@@ -177,25 +210,42 @@ def perturbation_selection(
     tune_steps: int = 10,
     lr: float = 0.01,
     momentum: float = 0.9,
+    weight_decay: float = 3e-4,
+    arch_lr: float = 0.0,
     k: int = 2,
     exclude: Sequence[str] = ("none",),
+    batch_stats: bool = True,
     generator: torch.Generator | None = None,
     progress: Callable[..., Iterator[Any]] | None = None,
 ) -> tuple[Genotype, SelectionRecord]:
     """Perturbation-based operation and topology selection on a trained supernet.
 
+    Follows the reference implementation of Wang et al. (2021): each *round* projects one
+    randomly chosen undecided edge of the normal cell and one of the reduction cell (the op
+    whose removal lowers the validation accuracy most is kept), then fine-tunes the supernet
+    for ``tune_steps`` steps; once every op is chosen, each round takes one random node per cell
+    type with more than ``k`` inputs and removes, one at a time, the input whose removal hurts
+    least until ``k`` remain, then fine-tunes again. Fine-tuning is SGD on the weights (cosine
+    from ``lr`` over all rounds; the reference uses a tenth of the search learning rate) and,
+    with ``arch_lr > 0``, Adam on the ``α`` of the still undecided edges on the validation
+    batches, as the reference keeps the architecture step running.
+
     Args:
-        model: the trained supernet; its weights are fine-tuned in place between projections
-            (pass a copy to keep the original).
-        val: validation batches for the perturbation scores.
+        model: the trained supernet; its weights (and ``α`` with ``arch_lr``) are fine-tuned in
+            place between projections (pass a copy to keep the original).
+        val: validation batches for the perturbation scores (and the architecture steps).
         train: training batches for fine-tuning (cycled); ``None`` skips fine-tuning.
-        tune_steps: SGD steps on the weights after each projection.
-        lr: fine-tuning learning rate.
+        tune_steps: fine-tuning steps after each round.
+        lr: initial fine-tuning learning rate of the weights.
         momentum: fine-tuning momentum.
+        weight_decay: fine-tuning weight decay.
+        arch_lr: Adam learning rate of ``α`` during fine-tuning (0: ``α`` frozen).
         k: inputs kept per node.
         exclude: ops never selected (DARTS-PT, like DARTS, never picks ``none``).
+        batch_stats: score perturbed supernets with batch statistics (see
+            :func:`supernet_score`; the reference code's choice).
         generator: randomness for the edge and node order.
-        progress: optional progress wrapper over the projections.
+        progress: optional progress wrapper over the rounds.
 
     Returns:
         ``(genotype, record)``.
@@ -212,58 +262,84 @@ def perturbation_selection(
     proj = Projection(model)
     record = SelectionRecord()
     stream = _cycle(train) if train is not None else None
-    opt = torch.optim.SGD(list(model.weight_parameters()), lr=lr, momentum=momentum)
+    val_stream = _cycle(val)
+    edges = cell_edges(model.steps)
+    todo_nodes = {
+        kind: [i for i in range(model.steps) if sum(1 for n, _ in edges if n == i) > k]
+        for kind in CELL_TYPES
+    }
+    n_rounds = model.num_edges + max(len(v) for v in todo_nodes.values())
+    params = list(model.weight_parameters())
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    total_steps = max(tune_steps * n_rounds, 1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
+    a_opt = (
+        torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999))
+        if arch_lr > 0
+        else None
+    )
+
+    def score(w: dict[str, torch.Tensor]) -> tuple[float, float]:
+        return supernet_score(model, val, w, batch_stats=batch_stats)
 
     def tune() -> None:
         if stream is None or tune_steps == 0:
             return
         model.train()
         for _ in range(tune_steps):
+            if a_opt is not None and proj.undecided():
+                vx, vy = next(val_stream)
+                a_opt.zero_grad(set_to_none=True)
+                arch_loss = F.cross_entropy(
+                    model(vx, weights=proj.weights(differentiable=True)), vy
+                )
+                arch_loss.backward(inputs=model.arch_parameters())
+                a_opt.step()
             x, y = next(stream)
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x, weights=proj.weights()), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(list(model.weight_parameters()), 5.0)
+            loss.backward(inputs=params)
+            nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
+            sched.step()
 
-    n_ops = len(proj.undecided())
-    steps: Iterable[int] = range(n_ops)
+    rounds: Iterable[int] = range(n_rounds)
     if progress is not None:
-        steps = progress(steps, total=n_ops, description="select ops")
-    for _ in steps:
-        todo = proj.undecided()
-        pick = int(torch.randint(len(todo), (1,), generator=generator))
-        kind, e = todo[pick]
-        scores = {
-            o: supernet_score(model, val, proj.weights(drop_op=(kind, e, o))) for o in allowed
-        }
-        best = min(allowed, key=lambda o: _worse(scores[o]))
-        proj.chosen[kind][e] = best
-        record.ops.append(
-            (kind, e, model.op_names[best], {model.op_names[o]: s[0] for o, s in scores.items()})
-        )
-        tune()
-
-    edges = cell_edges(model.steps)
-    nodes = [(kind, i) for kind in CELL_TYPES for i in range(model.steps) if i + 2 > k]
-    order = torch.randperm(len(nodes), generator=generator).tolist()
-    for idx in order:
-        kind, i = nodes[idx]
-        incoming = [e for e, (n, _) in enumerate(edges) if n == i]
-        scores_e = {
-            e: supernet_score(model, val, proj.weights(drop_edge=(kind, e))) for e in incoming
-        }
-        ranked = sorted(incoming, key=lambda e: _worse(scores_e[e]))
-        keep = set(ranked[:k])
-        for e in incoming:
-            proj.kept[kind][e] = e in keep
-        record.edges.append(
-            (
-                kind,
-                i,
-                sorted(edges[e][1] for e in keep),
-                {edges[e][1]: s[0] for e, s in scores_e.items()},
-            )
-        )
+        rounds = progress(rounds, total=n_rounds, description="select")
+    for _ in rounds:
+        if proj.undecided():
+            for kind in CELL_TYPES:
+                open_edges = [e for kk, e in proj.undecided() if kk == kind]
+                if not open_edges:
+                    continue
+                e = open_edges[int(torch.randint(len(open_edges), (1,), generator=generator))]
+                scores = {o: score(proj.weights(drop_op=(kind, e, o))) for o in allowed}
+                best = min(allowed, key=lambda o: _worse(scores[o]))
+                proj.chosen[kind][e] = best
+                record.ops.append(
+                    (
+                        kind,
+                        e,
+                        model.op_names[best],
+                        {model.op_names[o]: sc[0] for o, sc in scores.items()},
+                    )
+                )
+        else:
+            for kind in CELL_TYPES:
+                if not todo_nodes[kind]:
+                    continue
+                pick = int(torch.randint(len(todo_nodes[kind]), (1,), generator=generator))
+                i = todo_nodes[kind].pop(pick)
+                incoming = [e for e, (n, _) in enumerate(edges) if n == i]
+                first: dict[int, float] = {}
+                while len(incoming) > k:
+                    scores_e = {e: score(proj.weights(drop_edge=(kind, e))) for e in incoming}
+                    if not first:
+                        first = {edges[e][1]: sc[0] for e, sc in scores_e.items()}
+                    # the input whose removal hurts least (highest accuracy) goes
+                    worst = max(incoming, key=lambda e: _worse(scores_e[e]))
+                    proj.kept[kind][worst] = False
+                    incoming.remove(worst)
+                record.edges.append((kind, i, sorted(edges[e][1] for e in incoming), first))
         tune()
     return proj.genotype(k), record
