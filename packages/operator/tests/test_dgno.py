@@ -9,6 +9,7 @@ import sympy
 import torch
 
 from torchloom.operator.dgno import (
+    ACTIVATIONS,
     DGNO,
     MultiONet,
     TestFunctions,
@@ -16,6 +17,7 @@ from torchloom.operator.dgno import (
     darcy_weak_residual,
     dgno_inverse,
     dgno_loss,
+    flux_weak_residual,
     grid_lookup,
     wendland,
     wendland_order,
@@ -197,3 +199,53 @@ def test_bad_input() -> None:
         dgno_loss(
             model, torch.rand(2, 5, 5), TestFunctions.interior_grid(2, 0.2), u_obs=torch.rand(2, 3)
         )
+
+
+def test_flux_weak_residual_equals_primal_form_for_the_exact_flux() -> None:
+    tf = TestFunctions.random_interior(7, 0.12, generator=torch.Generator().manual_seed(1))
+    assert torch.all((tf.centers > 0.12 - 1e-12) & (tf.centers < 0.88 + 1e-12))
+    a, gu, f = _manufactured(tf.points)
+    s = a[..., None] * gu
+    torch.testing.assert_close(
+        flux_weak_residual(s[None], f[None], tf),
+        darcy_weak_residual(a[None], gu[None], f[None], tf),
+    )
+    scale = (tf.weights * tf.phi * f.abs()).sum(-1)
+    assert float((flux_weak_residual(s[None], f[None], tf)[0].abs() / scale).max()) < 1e-7
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_multionet_activations_forward_mode_gradient(act: str) -> None:
+    torch.manual_seed(0)
+    net = MultiONet(3, 2, width=8, depth=3, activation=act, branch_activation="silu_id").double()
+    with torch.no_grad():
+        net.w.copy_(torch.tensor([0.5, 1.5, -1.0]))
+    beta = torch.randn(2, 3, dtype=torch.float64)
+    x = torch.rand(6, 2, dtype=torch.float64, requires_grad=True)
+    u, g = net.value_and_grad(beta, x)
+    assert g is not None
+    for b in range(2):
+        (want,) = torch.autograd.grad(u[b].sum(), x, retain_graph=True)
+        torch.testing.assert_close(g[b], want)
+    with pytest.raises(ValueError, match="activation"):
+        MultiONet(3, 2, activation="relu")
+
+
+def test_mixed_dgno_flux_and_training() -> None:
+    torch.manual_seed(0)
+    n = 7
+    a = 1 + 9 * torch.rand(4, n, n, dtype=torch.float64)
+    model = DGNO(n, latent=4, width=16, depth=2, mixed=True, activation="tanh_sin").double()
+    tf = TestFunctions.interior_grid(3, 0.2, n_radial=3, n_angular=8)
+    beta = model.encode(a)
+    assert model.flux(beta, tf.points).shape == (4, *tf.points.shape)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(dgno_loss(model, a, tf)["pde"].detach())
+    for _ in range(30):
+        loss = dgno_loss(model, a, tf)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(dgno_loss(model, a, tf)["pde"].detach()) < 0.2 * first
+    with pytest.raises(ValueError, match="mixed"):
+        DGNO(n, latent=4, width=8, depth=2).flux(beta, tf.points)

@@ -11,7 +11,7 @@ from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.operator import recipes
 
 # quick modes above ~20 s on one core: slow session only
-_SLOW = {"operator.dgno"}
+_SLOW: set[str] = set()
 
 
 @pytest.mark.parametrize(

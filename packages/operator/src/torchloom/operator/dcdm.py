@@ -103,15 +103,20 @@ def train_dcdm(
     steps: int = 300,
     batch_size: int = 32,
     lr: float = 2e-3,
+    cosine: bool = False,
     generator: torch.Generator | None = None,
 ) -> list[float]:
-    """Fit ``net`` by :func:`dcdm_loss` on right-hand sides ``rhs`` ``(M, n, n)``; loss history."""
+    """Fit ``net`` by :func:`dcdm_loss` on right-hand sides ``rhs`` ``(M, n, n)``; loss history.
+
+    Adam with learning rate ``lr``, annealed to zero on a cosine schedule if ``cosine``.
+    """
     rhs = check_floating(rhs, "rhs")
     if rhs.ndim != 3 or rhs.shape[1:] != (problem.n, problem.n):
         raise ValueError(
             f"rhs must have shape (M, {problem.n}, {problem.n}), got {tuple(rhs.shape)}"
         )
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
     mask = problem.fluid.to(rhs)
     losses = []
     for _ in range(steps):
@@ -122,6 +127,8 @@ def train_dcdm(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         losses.append(float(loss.detach()))
     return losses
 

@@ -3,15 +3,18 @@
 Pieces, as in the paper:
 
 - :class:`MultiONet` — a DeepONet whose output averages the inner products of *every* hidden
-  layer of branch and trunk: ``u(x; β) = (1/L) Σ_k w_k ⟨b_k(β), t_k(x)⟩ + b``. Spatial gradients
-  of the trunk are propagated in forward mode alongside its values, so ``∇ₓu`` at many points
-  costs one extra pass, shared by the whole batch.
+  layer of branch and trunk: ``u(x; β) = (1/L) Σ_k w_k ⟨b_k(β), t_k(x)⟩ + b`` (``w_k = 0`` at
+  initialisation, as in the authors' code). Spatial gradients of the trunk are propagated in
+  forward mode alongside its values, so ``∇ₓu`` at many points costs one extra pass, shared by
+  the whole batch. Activations: ``tanh`` or the authors' ``tanh_sin``/``silu_sin``/``silu_id``.
 - :func:`wendland` — the compactly supported radial basis function of Wendland,
   ``φ(r) = (1 − r)₊^{l+2} ((l²+4l+3) r² + (3l+6) r + 3) / 3`` with ``l = ⌊d/2⌋ + 3`` (C⁴, positive
   definite in ``ℝ^d``), used as test functions ``φ_j(x) = φ(|x − ξ_j| / R)``.
 - :func:`darcy_weak_residual` — the weak-form residuals
   ``r_j = ∫_{B(ξ_j, R)} a ∇u·∇φ_j − f φ_j dx`` of ``−∇·(a∇u) = f``, by Gauss quadrature on the
-  ball (:func:`ball_quadrature`); they act as *virtual observables* ``r_j = 0``.
+  ball (:func:`ball_quadrature`); they act as *virtual observables* ``r_j = 0``. Training draws
+  fresh centres every step (:meth:`TestFunctions.random_interior`). :func:`flux_weak_residual`
+  is the mixed form ``∫ s·∇φ_j − f φ_j`` for a decoded flux ``s ≈ a∇u``.
 - :class:`DGNO` — the generative latent model: encoder ``β = E(a)`` (Dirac posterior), decoders
   ``a(x; β)`` and ``u(x; β)`` (MultiONets), homogeneous Dirichlet boundary by the mollifier
   ``Π x_i (1 − x_i)``; :func:`dgno_loss` is the negative ELBO (coefficient reconstruction,
@@ -31,6 +34,7 @@ from torch import nn
 from torchloom.core.checks import check_floating
 
 __all__ = [
+    "ACTIVATIONS",
     "DGNO",
     "MultiONet",
     "TestFunctions",
@@ -38,6 +42,7 @@ __all__ = [
     "darcy_weak_residual",
     "dgno_inverse",
     "dgno_loss",
+    "flux_weak_residual",
     "grid_lookup",
     "wendland",
     "wendland_order",
@@ -159,6 +164,56 @@ class TestFunctions:
         return cls(centers, float(radius), pts, weights, phi, grad)
 
     @classmethod
+    def random_interior(
+        cls,
+        count: int,
+        radius: float,
+        *,
+        generator: torch.Generator | None = None,
+        **kw: int,
+    ) -> TestFunctions:
+        """``count`` centres uniform in ``[R, 1 − R]²``, redrawn per step in training.
+
+        The authors' code samples fresh test-function centres at every optimisation step
+        (as in ParticleWNN), so the virtual observables cover the whole domain over training.
+
+        Args:
+            count: number of test functions ``J``.
+            radius: support radius ``R < 1/2``.
+            generator: randomness of the centres.
+            **kw: quadrature sizes passed to :meth:`make`.
+
+        Returns:
+            the test functions (float64).
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        if not 0 < radius < 0.5:
+            raise ValueError(f"radius must be in (0, 0.5), got {radius}")
+        c = radius + (1 - 2 * radius) * torch.rand(
+            count, 2, generator=generator, dtype=torch.float64
+        )
+        return cls.make(c, radius, **kw)
+
+    def to(self, dtype: torch.dtype) -> TestFunctions:
+        """A copy with every tensor cast to ``dtype``.
+
+        Args:
+            dtype: the floating dtype.
+
+        Returns:
+            the cast test functions.
+        """
+        return TestFunctions(
+            self.centers.to(dtype),
+            self.radius,
+            self.points.to(dtype),
+            self.weights.to(dtype),
+            self.phi.to(dtype),
+            self.grad_phi.to(dtype),
+        )
+
+    @classmethod
     def interior_grid(cls, per_side: int, radius: float, **kw: int) -> TestFunctions:
         """``per_side²`` centres on a uniform grid in ``[R, 1 − R]²`` (balls inside the square).
 
@@ -199,6 +254,25 @@ def darcy_weak_residual(
     return ((flux - f * tf.phi.to(grad_u)) * w).sum(-1)
 
 
+def flux_weak_residual(
+    flux: torch.Tensor,
+    f: torch.Tensor | float,
+    tf: TestFunctions,
+) -> torch.Tensor:
+    """Weak residuals ``r_j = Σ_q w_q (s·∇φ_j − f φ_j)`` of ``−∇·s = f`` (mixed form, s = a∇u).
+
+    Args:
+        flux: the flux ``s`` at the quadrature points ``(B, J, Q, d)``.
+        f: source at the points ``(B, J, Q)`` or a constant.
+        tf: the test functions.
+
+    Returns:
+        ``(B, J)`` residuals; with ``s = a∇u`` equal to :func:`darcy_weak_residual`.
+    """
+    w = tf.weights.to(flux)
+    return (((flux * tf.grad_phi.to(flux)).sum(-1) - f * tf.phi.to(flux)) * w).sum(-1)
+
+
 def grid_lookup(field: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Nearest-node values of grid functions at points of the unit square.
 
@@ -215,11 +289,37 @@ def grid_lookup(field: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return field[:, idx[..., 0], idx[..., 1]]
 
 
-class _TanhMLP(nn.Module):
-    """``tanh`` MLP returning every hidden layer, optionally with forward-mode ``∂/∂x_i``."""
+def _act(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # activation value and derivative σ'(z), for forward-mode spatial gradients
+    if name == "tanh":
+        h = torch.tanh(z)
+        return h, 1 - h * h
+    if name in ("tanh_sin", "silu_sin"):
+        # the authors' residual-oscillatory activations: g(sin(π(z + 1))) + z
+        sn = torch.sin(math.pi * (z + 1))
+        ds = math.pi * torch.cos(math.pi * (z + 1))
+        if name == "tanh_sin":
+            t = torch.tanh(sn)
+            return t + z, (1 - t * t) * ds + 1
+        sg = torch.sigmoid(sn)
+        return sn * sg + z, sg * (1 + sn * (1 - sg)) * ds + 1
+    if name == "silu_id":
+        sg = torch.sigmoid(z)
+        return z * sg + z, sg * (1 + z * (1 - sg)) + 1
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
-    def __init__(self, d_in: int, width: int, depth: int) -> None:
+
+ACTIVATIONS = ("tanh", "tanh_sin", "silu_sin", "silu_id")
+
+
+class _MLP(nn.Module):
+    """MLP returning every hidden layer, optionally with forward-mode ``∂/∂x_i``."""
+
+    def __init__(self, d_in: int, width: int, depth: int, activation: str = "tanh") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         self.layers: list[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
             nn.Linear(d_in if i == 0 else width, width) for i in range(depth)
         )
@@ -233,10 +333,10 @@ class _TanhMLP(nn.Module):
         # tangent of h along each input direction: (..., d_in, width_in)
         g = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand(*x.shape, x.shape[-1])
         for lin in self.layers:
-            h = torch.tanh(lin(h))
+            h, dh = _act(self.activation, lin(h))
             hs.append(h)
             if with_grad:
-                g = (1 - h[..., None, :] ** 2) * (g @ lin.weight.T)
+                g = dh[..., None, :] * (g @ lin.weight.T)
                 gs.append(g)
         return hs, gs
 
@@ -249,15 +349,27 @@ class MultiONet(nn.Module):
         trunk_in: dimension ``d`` of ``x``.
         width: width of every hidden layer (shared by branch and trunk).
         depth: hidden layers ``L``.
+        activation: trunk activation, one of :data:`ACTIVATIONS` — ``tanh`` or the authors'
+            ``tanh_sin`` ``tanh(sin(π(z+1))) + z``, ``silu_sin`` ``silu(sin(π(z+1))) + z``,
+            ``silu_id`` ``silu(z) + z``.
+        branch_activation: branch activation (default: ``activation``).
     """
 
-    def __init__(self, branch_in: int, trunk_in: int = 2, width: int = 64, depth: int = 4) -> None:
+    def __init__(
+        self,
+        branch_in: int,
+        trunk_in: int = 2,
+        width: int = 64,
+        depth: int = 4,
+        activation: str = "tanh",
+        branch_activation: str | None = None,
+    ) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be >= 1, got {width}, {depth}")
-        self.branch = _TanhMLP(branch_in, width, depth)
-        self.trunk = _TanhMLP(trunk_in, width, depth)
-        self.w = nn.Parameter(torch.ones(depth))
+        self.branch = _MLP(branch_in, width, depth, branch_activation or activation)
+        self.trunk = _MLP(trunk_in, width, depth, activation)
+        self.w = nn.Parameter(torch.zeros(depth))  # authors: w_k = 0, output starts at b₀
         self.bias = nn.Parameter(torch.zeros(()))
         self.trunk_in = trunk_in
 
@@ -331,6 +443,10 @@ class DGNO(nn.Module):
     Encoder ``β = E(a)`` (an MLP on the ``n x n`` coefficient grid; the paper's Dirac
     posterior), decoder ``a(x; β) = a_lo + (a_hi − a_lo)·sigmoid(MultiONet)``, decoder
     ``u(x; β) = m(x)·MultiONet(β, x)`` with the mollifier ``m`` enforcing ``u = 0`` on ``∂Ω``.
+    With ``mixed=True`` (the authors' set-up for piecewise-constant coefficients) two more
+    MultiONets decode the flux ``s(x; β) = (s₁, s₂) ≈ a∇u``: the weak form is then imposed on
+    ``s`` and ``s = a∇u`` pointwise, so the jumps of ``∇u`` across the coefficient's
+    discontinuities need not be represented by a smooth ``∇u`` alone.
 
     Args:
         n: coefficient grid size.
@@ -338,6 +454,10 @@ class DGNO(nn.Module):
         a_range: ``(a_lo, a_hi)`` bounds of the coefficient.
         width: MultiONet width.
         depth: MultiONet depth.
+        mixed: also decode the flux (mixed formulation).
+        activation: activation of the ``u`` (and flux) MultiONets (authors: ``tanh_sin``).
+        a_activation: ``(trunk, branch)`` activations of the coefficient decoder (authors:
+            ``("silu_sin", "silu_id")``).
     """
 
     def __init__(
@@ -347,16 +467,38 @@ class DGNO(nn.Module):
         a_range: tuple[float, float] = (1.0, 10.0),
         width: int = 64,
         depth: int = 4,
+        mixed: bool = False,
+        activation: str = "tanh",
+        a_activation: tuple[str, str] = ("tanh", "tanh"),
     ) -> None:
         super().__init__()
         if latent < 1:
             raise ValueError(f"latent must be >= 1, got {latent}")
-        self.n, self.latent, self.a_range = n, latent, a_range
+        self.n, self.latent, self.a_range, self.mixed = n, latent, a_range, mixed
         self.encoder = nn.Sequential(
             nn.Flatten(), nn.Linear(n * n, 128), nn.Tanh(), nn.Linear(128, latent)
         )
-        self.dec_a = MultiONet(latent, 2, width, depth)
-        self.dec_u = MultiONet(latent, 2, width, depth)
+        self.dec_a = MultiONet(latent, 2, width, depth, *a_activation)
+        self.dec_u = MultiONet(latent, 2, width, depth, activation)
+        self.dec_s: nn.ModuleList | None = (
+            nn.ModuleList(MultiONet(latent, 2, width, depth, activation) for _ in range(2))
+            if mixed
+            else None
+        )
+
+    def flux(self, beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Decoded flux ``s(x; β) ≈ a∇u`` ``(B, ..., 2)`` (``mixed=True`` only).
+
+        Args:
+            beta: latents ``(B, latent)``.
+            x: points ``(..., 2)``.
+
+        Returns:
+            ``(B, ..., 2)``.
+        """
+        if self.dec_s is None:
+            raise ValueError("flux needs a DGNO built with mixed=True")
+        return torch.stack([dec(beta, x) for dec in self.dec_s], dim=-1)
 
     def encode(self, a: torch.Tensor) -> torch.Tensor:
         """``β = E(a)``: ``(B, n, n) -> (B, latent)``.
@@ -419,6 +561,25 @@ class DGNO(nn.Module):
         return self.solution(self.encode(a), x)[0]
 
 
+def _pde_loss(
+    model: DGNO, beta: torch.Tensor, a_pts: torch.Tensor, f: float, tf: TestFunctions
+) -> torch.Tensor:
+    # virtual observables r_j = 0, per coefficient (B,): mean square of the weak residuals in
+    # units of the source's weak form Σ w φ f (O(1) scale); in the mixed form plus the pointwise
+    # constitutive residual |s − a∇u|² / f² at the quadrature points
+    pts = tf.points.to(beta)
+    _, gu = model.solution(beta, pts, with_grad=True)
+    assert gu is not None
+    norm = f * (tf.weights * tf.phi).sum(-1).to(beta)
+    if not model.mixed:
+        res = darcy_weak_residual(a_pts, gu, f, tf)
+        return (res / norm).pow(2).mean(-1)
+    s = model.flux(beta, pts)
+    res = flux_weak_residual(s, f, tf)
+    const = (s - a_pts[..., None] * gu).pow(2).sum(-1).mean((-2, -1)) / f**2
+    return (res / norm).pow(2).mean(-1) + const
+
+
 def dgno_loss(
     model: DGNO,
     a: torch.Tensor,
@@ -433,7 +594,9 @@ def dgno_loss(
     """DGNO's negative ELBO terms for a batch of coefficients.
 
     ``loss = w_a·‖a(x; β) − a‖² + w_pde·mean r_j² + w_u·‖u(x_obs; β) − u_obs‖² + w_β·½‖β‖²``
-    with ``β = E(a)``; the residual uses the given coefficient at the quadrature points.
+    with ``β = E(a)``; the residual uses the given coefficient at the quadrature points. For a
+    ``mixed`` model the weak residuals are those of the decoded flux ``s`` and the pointwise
+    constitutive residual ``mean |s − a∇u|² / f²`` is added to the PDE term.
 
     Args:
         model: the DGNO model.
@@ -446,7 +609,8 @@ def dgno_loss(
         weights: ``(w_a, w_pde, w_u, w_β)``.
 
     Returns:
-        dict with ``loss`` and the terms ``recon_a``, ``pde``, ``data``, ``prior``.
+        dict with ``loss`` and the terms ``recon_a``, ``pde``, ``data``, ``prior`` (terms
+        with zero weight are not computed and reported as 0).
     """
     beta = model.encode(a)
     n = model.n
@@ -455,20 +619,22 @@ def dgno_loss(
         a_points = torch.cartesian_prod(c, c)
     lo, hi = model.a_range
     scale = (hi - lo) / 2
-    recon = ((model.coefficient(beta, a_points) - grid_lookup(a, a_points)) / scale).pow(2).mean()
-    pts = tf.points.to(a)
-    _, gu = model.solution(beta, pts, with_grad=True)
-    assert gu is not None
-    res = darcy_weak_residual(grid_lookup(a, pts), gu, f, tf)
-    # residuals in units of the source's weak form Σ w φ f, so the scale is O(1)
-    pde = (res / (f * (tf.weights * tf.phi).sum(-1).to(a))).pow(2).mean()
+    wa, wp, wu, wb = weights
+    zero = torch.zeros((), dtype=a.dtype, device=a.device)
+    recon, pde = zero, zero
+    # terms with zero weight are skipped (not computed)
+    if wa:
+        a_hat = model.coefficient(beta, a_points)
+        recon = ((a_hat - grid_lookup(a, a_points)) / scale).pow(2).mean()
+    if wp:
+        pts = tf.points.to(a)
+        pde = _pde_loss(model, beta, grid_lookup(a, pts), f, tf).mean()
     data = torch.zeros((), dtype=a.dtype, device=a.device)
     if u_obs is not None:
         if x_obs is None:
             raise ValueError("x_obs is required with u_obs")
         data = (model.solution(beta, x_obs)[0] - u_obs).pow(2).mean() / u_obs.pow(2).mean()
     prior = 0.5 * beta.pow(2).sum(-1).mean()
-    wa, wp, wu, wb = weights
     loss = wa * recon + wp * pde + wu * data + wb * prior
     return {"loss": loss, "recon_a": recon, "pde": pde, "data": data, "prior": prior}
 
@@ -490,7 +656,8 @@ def dgno_inverse(
     """MAP estimate of the latent ``β`` from sparse noisy observations of ``u``.
 
     Minimises ``‖u(x_obs; β) − u_obs‖² / (2σ²) + pde_weight·Σ r_j(β)² + ½‖β‖²`` where the
-    residuals use the *decoded* coefficient ``a(x; β)`` (virtual observables), by Adam from
+    residuals use the *decoded* coefficient ``a(x; β)`` (virtual observables; for a ``mixed``
+    model also the constitutive residuals, as in :func:`dgno_loss`), by Adam from
     ``restarts`` prior draws; returns the best ``β`` ``(B, latent)``.
 
     Args:
@@ -517,16 +684,14 @@ def dgno_inverse(
     for p in model.parameters():
         p.requires_grad_(False)
     pts = tf.points.to(u_obs)
-    norm = (f * (tf.weights * tf.phi).sum(-1)).to(u_obs)
+    n_tf = tf.points.shape[0]
 
     def objective(beta: torch.Tensor) -> torch.Tensor:
         u = model.solution(beta, x_obs)[0]
-        _, gu = model.solution(beta, pts, with_grad=True)
-        assert gu is not None
-        res = darcy_weak_residual(model.coefficient(beta, pts), gu, f, tf) / norm
+        pde = _pde_loss(model, beta, model.coefficient(beta, pts), f, tf)
         return (
             (u - u_obs).pow(2).sum(-1) / (2 * noise_std**2)
-            + pde_weight * res.pow(2).sum(-1)
+            + pde_weight * n_tf * pde
             + 0.5 * beta.pow(2).sum(-1)
         )
 
