@@ -42,8 +42,8 @@ def test_shapes_and_forms(kind: str, device: torch.device) -> None:
         torch.testing.assert_close(model.diffusion(t, z), model.diffusion(t, 3 * z))
     if kind in ("linear_noise", "geometric"):  # multiplicative: σ(t)·z is linear in z
         torch.testing.assert_close(model.diffusion(t, 3 * z), 3 * model.diffusion(t, z))
-    if kind == "geometric":
-        torch.testing.assert_close(model.drift(t, torch.zeros_like(z)), torch.zeros_like(z))
+    if kind == "geometric":  # z·γ vanishes as z → 0 (γ is bounded); z = 0 itself is outside
+        assert bool((model.drift(t, 1e-9 * z).abs() <= 1e-9).all())
     out = model(path, dt=0.05, generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 2)
     seq = model(path, dt=0.05, return_sequence=True, generator=torch.Generator().manual_seed(0))
@@ -51,11 +51,45 @@ def test_shapes_and_forms(kind: str, device: torch.device) -> None:
     torch.testing.assert_close(seq[:, -1], out)
 
 
-def test_langevin_drift_ignores_time_given_zbar() -> None:
-    model = StableNeuralSDE(3, 5, 2, kind="langevin", width=16).double()
-    assert model.gamma[0].in_features == 5  # γ(z̄): no time input
+def test_langevin_drift_is_autonomous_in_zbar() -> None:
+    """LSDE: ``γ(z̄)`` — time enters only through ``z̄ = ζ(t, z, X(t))``; LNSDE: ``γ(t, z̄)``."""
+    t = torch.linspace(0.0, 3.0, 5, dtype=torch.float64)
+    const = natural_cubic_path(torch.ones(2, 5, 3, dtype=torch.float64), t)
+    z = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t1, t2 = torch.tensor(0.3, dtype=torch.float64), torch.tensor(2.1, dtype=torch.float64)
+    lsde = StableNeuralSDE(3, 5, 2, kind="langevin", width=16).double()
+    lsde.set_path(const)
+    assert lsde.gamma[0].in_features == 5
+    torch.testing.assert_close(lsde.drift(t1, z), lsde.gamma(lsde.zbar(t1, z)))
+    assert not torch.allclose(lsde.zbar(t1, z), lsde.zbar(t2, z))  # ζ(t, z, X(t)) sees t
     lnsde = StableNeuralSDE(3, 5, 2, kind="linear_noise", width=16).double()
-    assert lnsde.gamma[0].in_features == 6  # γ(t, z̄)
+    lnsde.set_path(const)
+    assert lnsde.gamma[0].in_features == 7  # (sin t, cos t, z̄)
+    feats = torch.stack([torch.sin(t1), torch.cos(t1)]).expand(2, 2)
+    torch.testing.assert_close(
+        lnsde.drift(t1, z), lnsde.gamma(torch.cat([feats, lnsde.zbar(t1, z)], 1))
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_control_path_drives_the_state(kind: str) -> None:
+    """Two series that agree at t₀ (same z(0)) but differ later reach different z(T): the
+    observations enter through z̄ = ζ(t, z, X(t)), not only through the initial state."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.linspace(0.0, 2.0, 6, dtype=torch.float64)
+    x = torch.randn(1, 6, 3, dtype=torch.float64, generator=gen).repeat(2, 1, 1)
+    x[1, 1:] += 1.0
+    path = natural_cubic_path(x, t)
+    model = StableNeuralSDE(3, 4, 2, kind=kind, width=16, diffusion_init=1e-12).double()  # type: ignore[arg-type]
+    z0 = model.initial_state(path)
+    torch.testing.assert_close(z0[0], z0[1])
+    zs = model.latent(path, dt=0.1, generator=torch.Generator().manual_seed(0))
+    assert (zs[-1, 0] - zs[-1, 1]).abs().max() > 1e-3
+    # and z̄ reads X(t): same state, different control value, different z̄
+    model.set_path(path)
+    zz = torch.ones(2, 4, dtype=torch.float64)
+    zb = model.zbar(torch.tensor(1.0, dtype=torch.float64), zz)
+    assert (zb[0] - zb[1]).abs().max() > 1e-6
 
 
 def test_geometric_keeps_states_positive_under_large_noise() -> None:
@@ -121,6 +155,8 @@ def test_bad_inputs() -> None:
         model.drift(torch.tensor(0.0), torch.zeros(1, 4))
     with pytest.raises(ValueError, match="diffusion_bound"):
         StableNeuralSDE(2, 4, 2, diffusion_bound=0.0)
+    with pytest.raises(ValueError, match="diffusion_init"):
+        StableNeuralSDE(2, 4, 2, diffusion_init=-0.1)
 
 
 @pytest.mark.parametrize("kind", ["langevin", "naive"])
@@ -141,3 +177,16 @@ def test_mlp_head_shapes_and_bad_head() -> None:
     assert model(path, dt=0.1, generator=gen, return_sequence=True).shape == (4, 6, 2)
     with pytest.raises(ValueError, match="head"):
         StableNeuralSDE(3, 5, 2, head="gru")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_diffusion_bound_caps_sigma(kind: str) -> None:
+    model = StableNeuralSDE(3, 4, 2, kind=kind, width=8, diffusion_bound=0.3).double()  # type: ignore[arg-type]
+    free = StableNeuralSDE(3, 4, 2, kind=kind, width=8, diffusion_init=50.0).double()  # type: ignore[arg-type]
+    model.sigma.load_state_dict(free.sigma.state_dict())  # σ ≈ 50 before the bound
+    z = torch.rand(3, 4, dtype=torch.float64) + 0.5
+    s = model._sigma(torch.tensor(0.5, dtype=torch.float64), z)
+    assert bool((s <= 0.3).all()) and bool((s > 0.29).all())
+    small = StableNeuralSDE(3, 4, 2, kind=kind, width=8, diffusion_bound=0.3, diffusion_init=1e-3)  # type: ignore[arg-type]
+    s = small.double()._sigma(torch.tensor(0.5, dtype=torch.float64), z)
+    torch.testing.assert_close(s, torch.full_like(s, 1e-3), rtol=1e-5, atol=0)  # ≈ identity
