@@ -11,7 +11,7 @@ from torchloom.core.testing import assert_recipe_holds, recipes_of
 from torchloom.gnn import recipes
 
 # quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"gnn.lpgnas", "gnn.stable"}
+_SLOW: set[str] = set()
 
 
 @pytest.mark.parametrize(

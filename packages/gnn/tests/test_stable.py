@@ -10,6 +10,7 @@ from torchloom.gnn.data import citation_graph
 from torchloom.gnn.stable import (
     STABLE,
     AdvancedGCNConv,
+    STABLEEncoder,
     _dense,
     _dense_norm,
     _upper,
@@ -72,31 +73,31 @@ def test_recover_edges_between_kept_and_union() -> None:
     assert _pairs(kept) <= half <= _pairs(data.edge_index)
 
 
-@pytest.mark.parametrize("k", [0, 1, 4])
-def test_refine_graph_respects_k_and_no_self_or_duplicates(k: int) -> None:
+@pytest.mark.parametrize(("k", "min_degree"), [(0, 1), (1, 1), (4, 1), (4, -1), (3, 3)])
+def test_refine_graph_matches_brute_force(k: int, min_degree: int) -> None:
+    """Kept edges: undirected, cosine > t1. Helpers: each node ``i`` gets edges ``j → i`` from
+    its ``k`` most similar other nodes among those keeping more than ``min_degree``
+    neighbours. Checked against a loop over all pairs."""
     torch.manual_seed(0)
-    n = 50
-    z = torch.randn(n, 8)
-    ei = random_attack(torch.empty(2, 0, dtype=torch.long), n, 80, "add")
-    out = refine_graph(z, ei, t1=0.2, k=k)
-    assert (out[0] != out[1]).all()
+    n, t1 = 50, 0.2
+    z = torch.randn(n, 8, dtype=torch.float64)
+    ei = random_attack(torch.empty(2, 0, dtype=torch.long), n, 120, "add")
+    out = refine_graph(z, ei, t1=t1, k=k, min_degree=min_degree)
     pairs = [tuple(p) for p in out.T.tolist()]
-    assert len(pairs) == len(set(pairs))
+    assert len(pairs) == len(set(pairs)) and all(i != j for i, j in pairs)
     zn = torch.nn.functional.normalize(z, dim=1)
-    sim = zn @ zn.T
-    sim.fill_diagonal_(-2)
-    top = sim.topk(max(k, 1), 1).indices[:, :k]
-    old = _pairs(ei)
-    for i, j in pairs:
-        if (i, j) in old:
-            assert sim[i, j] >= 0.2 - 1e-6  # kept edges pass the threshold
-        else:  # added edges are someone's top-k helper
-            assert j in top[i].tolist() or i in top[j].tolist()
-    per_node = {i: sum(1 for a, b in pairs if a == i and (a, b) not in old) for i in range(n)}
-    # every node receives its own k helpers (kept or added) plus those it is a helper for
-    assert all(v <= n - 1 for v in per_node.values())
+    cos = (zn @ zn.T).tolist()
+    kept = {(i, j) for i, j in _pairs(ei) if cos[i][j] > t1}
+    deg = [sum(1 for a, _ in kept if a == i) for i in range(n)]
+    expected = set(kept)
     for i in range(n):
-        assert set(top[i].tolist()) <= {b for a, b in pairs if a == i}
+        cand = sorted(
+            (j for j in range(n) if j != i and deg[j] > min_degree), key=lambda j: -cos[i][j]
+        )
+        expected |= {(j, i) for j in cand[:k]}
+    assert set(pairs) == expected
+    in_helpers = [sum(1 for j, i in set(pairs) - kept if i == t) for t in range(n)]
+    assert max(in_helpers) <= k
 
 
 def test_advanced_norm_matches_dense_formula() -> None:
@@ -217,8 +218,26 @@ def test_stable_fit_predicts_and_refined_graph_is_clean() -> None:
     )
     assert model.predict(data.x).shape == (data.num_nodes,)
     assert model.chosen["t1"] in (0.0, 0.5)
-    r = model.refined
-    assert r is not None and (r[0] != r[1]).all()
+    r, z = model.refined, model.embeddings
+    assert r is not None and z is not None and (r[0] != r[1]).all()
+    # the classifier runs on the refined graph with the representations as features
+    assert model.model is not None
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(), model.model(z, r).argmax(1))
+    assert _pairs(r) == _pairs(refine_graph(z, data.edge_index, model.chosen["t1"], 2))
+
+
+def test_encoder_matches_dense_heavy_self_loop_gcn() -> None:
+    data = _graph(40)
+    n = data.num_nodes
+    torch.manual_seed(0)
+    enc = STABLEEncoder(data.num_features, 6, self_loop=2.0).double()
+    x = data.x.double()
+    a = _dense(data.edge_index, n, torch.float64) + 2.0 * torch.eye(n, dtype=torch.float64)
+    d = a.sum(1).pow(-0.5)
+    p = d[:, None] * a * d[None, :]
+    ref = enc.act(p @ enc.conv.lin(x) + enc.conv.bias)
+    torch.testing.assert_close(enc(x, data.edge_index), ref)
 
 
 def test_bad_inputs() -> None:

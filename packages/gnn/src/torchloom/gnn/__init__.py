@@ -47,6 +47,10 @@ from torchloom.gnn.stable import (
     recover_edges as recover_edges,
     refine_graph as refine_graph,
 )
+from torchloom.gnn.training import (
+    fit_best_val as fit_best_val,
+    train_node_classifier as train_node_classifier,
+)
 
 __version__ = _version("torchloom-gnn")
 
@@ -74,6 +78,7 @@ __all__ = [
     "contrastive_embeddings",
     "dice_attack",
     "embedding_distortion",
+    "fit_best_val",
     "fit_graph_embedding",
     "fit_latent_graph",
     "graph_distances",
@@ -86,4 +91,5 @@ __all__ = [
     "recover_edges",
     "refine_graph",
     "split_masks",
+    "train_node_classifier",
 ]

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from torchloom.gnn.training import fit_best_val
+
 __all__ = [
     "EmbeddingFit",
     "LatentGraph",
@@ -432,27 +434,15 @@ def fit_latent_graph(
         raise TypeError(f"y must hold integer class labels, got {y.dtype}")
     if y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sel = train_mask if val_mask is None else val_mask
-    best, state = -1.0, None
-    for _ in range(epochs):
-        model.train()
-        opt.zero_grad()
+
+    def loss() -> Tensor:
         logits, log_p = model(x, edge_index, generator)
         correct = logits.argmax(1) == y
-        loss = F.cross_entropy(logits[train_mask], y[train_mask])
-        loss = loss + LatentGraph.graph_loss(log_p, correct, train_mask)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"latent graph loss is {float(loss.detach())}")
-        loss.backward()
-        opt.step()
-        model.eval()
-        with torch.no_grad():
-            acc = float((model(x, edge_index)[0].argmax(1) == y)[sel].float().mean())
-        if acc > best:
-            best = acc
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if state is not None:
-        model.load_state_dict(state)
-    model.eval()
-    return best
+        ce = F.cross_entropy(logits[train_mask], y[train_mask])
+        return ce + LatentGraph.graph_loss(log_p, correct, train_mask)
+
+    def score() -> float:
+        return float((model(x, edge_index)[0].argmax(1) == y)[sel].float().mean())
+
+    return fit_best_val(model, loss, score, epochs, lr, weight_decay)

@@ -2,21 +2,25 @@
 structure attacks used to evaluate it.
 
 "Reliable Representations Make A Stronger Defender" refines a possibly poisoned graph in four
-steps:
+steps (following the paper and the authors' code, github.com/likuanppd/STABLE):
 
 1. **Pre-processing** — :func:`jaccard_prune` removes edges whose endpoints' binary features have
    Jaccard similarity below ``jaccard_threshold`` (the easily detected adversarial edges).
-2. **Contrastive representations** — :class:`STABLEEncoder` (a one-layer GCN + PReLU) is trained
-   DGI-style on two augmented views of the pruned graph, each *recovering* a random share of the
-   pruned edges (:func:`recover_edges`), so the embeddings stay insensitive to a few wrong edges.
-   Node embeddings of one view are discriminated (bilinear critic) against the sigmoid-mean
-   summary of the other view, with feature-shuffled corruptions as negatives.
-3. **Refinement** — :func:`refine_graph` drops edges whose embedding cosine similarity is below
-   ``t1`` and links every node to its ``k`` most similar nodes (its "helpers").
+2. **Contrastive representations** — :class:`STABLEEncoder` (a one-layer GCN with self-loop
+   weight ``β = 2`` and PReLU) is trained DGI-style: node embeddings of the pre-processed
+   *attacked* graph are discriminated (bilinear critic) against the sigmoid-mean summaries of
+   two augmented views, each *recovering* a random share of the pruned edges
+   (:func:`recover_edges`), with feature-shuffled corruptions as negatives; early stopping on
+   the loss. The embeddings stay insensitive to a few wrong edges.
+3. **Refinement** — :func:`refine_graph` drops edges of the attacked graph whose embedding
+   cosine similarity is at most ``t1`` and gives every node its ``k`` most similar
+   well-connected nodes as extra ("helper") neighbours.
 4. **Advanced GCN** — :class:`AdvancedGCNConv` propagates with
-   ``Â = rownorm(D^α (A + I) D^α)`` (``D`` the degrees of ``A + I``): a negative ``α`` lowers
-   the weight of high-degree neighbours, which adversarial edges tend to create. Row
-   normalisation cancels the left ``D^α``, so ``Â_ij = a_ij d_j^α / Σ_k a_ik d_k^α``.
+   ``Â = rownorm(D^α (A + I) D^α)`` (``D`` the degrees of ``A + I``): the authors tune ``α``
+   with the perturbation rate (negative when clean, positive at 15–20%). Row normalisation
+   cancels the left ``D^α``, so ``Â_ij = a_ij d_j^α / Σ_k a_ik d_k^α``. As in the authors'
+   code, the GCN reads the contrastive representations as node features and runs on the
+   refined graph.
 
 Attacks (all return a perturbed undirected ``edge_index``): :func:`random_attack` (add, remove
 or flip random pairs), :func:`dice_attack` (delete edges inside classes, insert edges between
@@ -49,6 +53,7 @@ from torch_geometric.utils import coalesce, to_edge_index, to_undirected
 
 from torchloom.core.checks import check_int, check_probability
 from torchloom.gnn.forward import check_graph
+from torchloom.gnn.training import train_node_classifier
 
 __all__ = [
     "STABLE",
@@ -181,41 +186,72 @@ def recover_edges(
 # --------------------------------------------------------------------------------------------
 # 2. Contrastive (DGI-style) representations
 # --------------------------------------------------------------------------------------------
+def _gcn_weights(
+    edge_index: Tensor, num_nodes: int, self_loop: float, dtype: torch.dtype
+) -> Tensor:
+    """Edge weights of ``D^{-1/2} (A + βI) D^{-1/2}`` for ``edge_index`` with its self-loops
+    already appended (the last ``num_nodes`` columns), ``β = self_loop``."""
+    w = torch.ones(edge_index.shape[1], dtype=dtype, device=edge_index.device)
+    w[-num_nodes:] = self_loop
+    deg = torch.zeros(num_nodes, dtype=dtype, device=w.device).index_add_(0, edge_index[1], w)
+    dis = deg.pow(-0.5)
+    return dis[edge_index[0]] * w * dis[edge_index[1]]
+
+
 class STABLEEncoder(nn.Module):
-    """One-layer GCN encoder with PReLU and a bilinear DGI critic ``D(h, s) = hᵀ W s + b``.
+    """One-layer GCN encoder ``PReLU(Â X W + b)`` with a heavier self-loop,
+    ``Â = D^{-1/2} (A + βI) D^{-1/2}``, and a bilinear DGI critic ``D(h, s) = hᵀ W s + b``.
 
     Args:
         in_channels: feature size ``F``.
         hidden: embedding size ``d``.
+        self_loop: self-loop weight ``β`` (the authors fix ``β = 2``).
 
     Shapes:
         ``forward``: ``x (N, F)``, ``edge_index (2, E)`` → ``(N, d)``.
     """
 
-    def __init__(self, in_channels: int, hidden: int = 256) -> None:
+    def __init__(self, in_channels: int, hidden: int = 512, self_loop: float = 2.0) -> None:
         super().__init__()
-        self.conv = GCNConv(in_channels, hidden)
-        self.act = nn.PReLU(hidden)
+        if self_loop <= 0:
+            raise ValueError(f"self_loop must be > 0, got {self_loop}")
+        self.self_loop = float(self_loop)
+        self.conv = GCNConv(in_channels, hidden, normalize=False)
+        nn.init.xavier_uniform_(self.conv.lin.weight)
+        self.act = nn.PReLU()
         self.critic_weight = nn.Parameter(torch.empty(hidden, hidden))
         self.critic_bias = nn.Parameter(torch.zeros(()))
         nn.init.xavier_uniform_(self.critic_weight)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Node embeddings ``(N, d)``."""
-        return self.act(self.conv(x, edge_index))
+        n = x.shape[0]
+        check_graph(x, edge_index)
+        keep = edge_index[0] != edge_index[1]
+        loops = torch.arange(n, device=x.device)
+        ei = torch.cat([edge_index[:, keep], torch.stack([loops, loops])], 1)
+        w = _gcn_weights(ei, n, self.self_loop, x.dtype)
+        return self.act(self.conv(x, ei, w))
 
     def score(self, h: Tensor, summary: Tensor) -> Tensor:
         """Critic logits ``(N,)`` of node embeddings ``h (N, d)`` against ``summary (d,)``."""
         return h @ (self.critic_weight @ summary) + self.critic_bias
 
     def loss(
-        self, x: Tensor, view1: Tensor, view2: Tensor, generator: torch.Generator | None
+        self,
+        x: Tensor,
+        anchor: Tensor,
+        view1: Tensor,
+        view2: Tensor,
+        generator: torch.Generator | None,
     ) -> Tensor:
-        """Cross-view DGI loss: nodes of each view vs the other view's summary, with row-shuffled
-        features on the same view as negatives (binary cross-entropy).
+        """STABLE's contrastive loss: the node embeddings of the ``anchor`` graph against the
+        sigmoid-mean summary ``s_v`` of each augmented view, with row-shuffled features on the
+        anchor graph as negatives, ``Σ_v BCE(D(h_i, s_v) → 1, D(h̃_i, s_v) → 0)``.
 
         Args:
             x: node features ``(N, F)``.
+            anchor: the pre-processed graph ``(2, E)``.
             view1: first augmented graph ``(2, E_1)``.
             view2: second augmented graph ``(2, E_2)``.
             generator: randomness of the feature shuffling.
@@ -224,54 +260,76 @@ class STABLEEncoder(nn.Module):
             Scalar loss.
         """
         perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
-        h1, h2 = self(x, view1), self(x, view2)
-        n1, n2 = self(x[perm], view1), self(x[perm], view2)
-        s1, s2 = torch.sigmoid(h1.mean(0)), torch.sigmoid(h2.mean(0))
-        pos = torch.cat([self.score(h1, s2), self.score(h2, s1)])
-        neg = torch.cat([self.score(n1, s2), self.score(n2, s1)])
-        logits = torch.cat([pos, neg])
-        target = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-        return F.binary_cross_entropy_with_logits(logits, target)
+        h, neg = self(x, anchor), self(x[perm], anchor)
+        target = torch.cat([torch.ones(x.shape[0]), torch.zeros(x.shape[0])]).to(h)
+        total = h.new_zeros(())
+        for view in (view1, view2):
+            s = torch.sigmoid(self(x, view).mean(0))
+            logits = torch.cat([self.score(h, s), self.score(neg, s)])
+            total = total + F.binary_cross_entropy_with_logits(logits, target)
+        return total
 
 
 def contrastive_embeddings(
     x: Tensor,
     kept: Tensor,
     removed: Tensor,
-    hidden: int = 256,
-    epochs: int = 100,
+    hidden: int = 512,
+    epochs: int = 500,
     recover_ratio: float = 0.2,
     lr: float = 1e-3,
+    patience: int = 20,
+    self_loop: float = 2.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Train a :class:`STABLEEncoder` on recovery-augmented views and embed the pruned graph.
+    """Train a :class:`STABLEEncoder` on two recovery-augmented views of the pre-processed graph
+    and embed that graph.
+
+    As in the authors' code, the two views (each restoring a random share ``recover_ratio`` of
+    the pruned edges, :func:`recover_edges`) are drawn once; training stops when the loss has
+    not improved for ``patience`` steps, and the encoder of the lowest loss embeds ``kept``.
 
     Args:
         x: node features ``(N, F)``.
         kept: edges kept by pre-processing ``(2, E_k)``.
         removed: edges removed by pre-processing ``(2, E_r)``.
         hidden: embedding size ``d``.
-        epochs: Adam steps.
+        epochs: maximum number of Adam steps.
         recover_ratio: share of removed edges restored in each view.
         lr: Adam learning rate.
+        patience: early-stopping patience on the training loss (steps).
+        self_loop: encoder self-loop weight ``β``.
         generator: source of randomness (views, corruptions); weights use the global seed.
 
     Returns:
-        Detached embeddings ``(N, d)`` of the pruned graph ``kept``.
+        Detached embeddings ``(N, d)`` of the pre-processed graph ``kept``.
     """
     check_int(epochs, "epochs", 0)
+    check_int(patience, "patience", 1)
     n = x.shape[0]
-    enc = STABLEEncoder(x.shape[1], hidden).to(device=x.device, dtype=x.dtype)
+    enc = STABLEEncoder(x.shape[1], hidden, self_loop).to(device=x.device, dtype=x.dtype)
     opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    v1 = recover_edges(kept, removed, recover_ratio, n, generator)
+    v2 = recover_edges(kept, removed, recover_ratio, n, generator)
+    best, wait, state = float("inf"), 0, None
     for _ in range(epochs):
-        v1 = recover_edges(kept, removed, recover_ratio, n, generator)
-        v2 = recover_edges(kept, removed, recover_ratio, n, generator)
+        enc.train()
         opt.zero_grad()
-        loss = enc.loss(x, v1, v2, generator)
+        loss = enc.loss(x, kept, v1, v2, generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"STABLE contrastive loss is {float(loss.detach())}")
+        value = float(loss.detach())
+        if value < best:
+            best, wait = value, 0
+            state = {k: v.detach().clone() for k, v in enc.state_dict().items()}
+        else:
+            wait += 1
+            if wait >= patience:
+                break
         loss.backward()
         opt.step()
+    if state is not None:
+        enc.load_state_dict(state)
     enc.eval()
     with torch.no_grad():
         return enc(x, kept)
@@ -280,19 +338,29 @@ def contrastive_embeddings(
 # --------------------------------------------------------------------------------------------
 # 3. Refinement by embedding similarity
 # --------------------------------------------------------------------------------------------
-def refine_graph(z: Tensor, edge_index: Tensor, t1: float = 0.1, k: int = 3) -> Tensor:
-    """Drop edges with embedding cosine similarity below ``t1``; link each node to its ``k``
-    most similar other nodes.
+def refine_graph(
+    z: Tensor, edge_index: Tensor, t1: float = 0.1, k: int = 3, min_degree: int = 1
+) -> Tensor:
+    """STABLE's refinement: drop edges whose embedding cosine similarity is at most ``t1``,
+    then give every node its ``k`` most similar *reliable* nodes as extra neighbours.
+
+    Reliable nodes are those keeping more than ``min_degree`` neighbours after the pruning (the
+    authors' ``degree_threshold``): helpers come from the well-connected part of the graph.
+    Helper edges are directed ``helper → node`` (the node aggregates from its helpers, like
+    the authors' ``adj[i, topk(i)] = 1``); kept edges stay undirected.
 
     Args:
         z: node embeddings ``(N, d)``.
-        edge_index: undirected edges ``(2, E)``.
-        t1: cosine threshold for keeping an existing edge.
+        edge_index: undirected edges ``(2, E)`` (the attacked graph).
+        t1: cosine threshold; edges with similarity ``<= t1`` are removed.
         k: helper neighbours added per node (0 adds none).
+        min_degree: a node can be a helper only with more than ``min_degree`` kept neighbours
+            (``-1`` lets every node help).
 
     Returns:
-        Undirected, coalesced ``edge_index`` without self-loops. Every added pair ``{i, j}`` has
-        ``j`` among the top-``k`` of ``i`` (or ``i`` among those of ``j``).
+        Coalesced ``edge_index`` ``(2, E')`` without self-loops: every kept edge in both
+        directions plus, for each target ``i``, edges from its ``k`` helpers (fewer when there
+        are fewer than ``k`` reliable nodes other than ``i``).
     """
     n = z.shape[0]
     check_int(k, "k", 0)
@@ -302,14 +370,18 @@ def refine_graph(z: Tensor, edge_index: Tensor, t1: float = 0.1, k: int = 3) -> 
     zn = F.normalize(z.detach(), dim=1)
     pairs = _upper(edge_index, n)
     cos = (zn[pairs[0]] * zn[pairs[1]]).sum(1)
-    pairs = pairs[:, cos >= t1]
-    if k > 0:
-        sim = zn @ zn.T
-        sim.fill_diagonal_(-float("inf"))
-        top = sim.topk(k, dim=1).indices
-        src = torch.arange(n, device=z.device).repeat_interleave(k)
-        pairs = torch.cat([pairs, torch.stack([src, top.reshape(-1)])], 1)
-    return _sym(_upper(pairs, n), n)
+    kept = _sym(pairs[:, cos > t1], n)
+    if k == 0:
+        return kept
+    deg = torch.bincount(kept[1], minlength=n)
+    sim = zn @ zn.T
+    sim[:, deg <= min_degree] = -float("inf")
+    sim.fill_diagonal_(-float("inf"))
+    val, top = sim.topk(k, dim=1)
+    dst = torch.arange(n, device=z.device).repeat_interleave(k)
+    ok = torch.isfinite(val.reshape(-1))
+    helpers = torch.stack([top.reshape(-1)[ok], dst[ok]])
+    return coalesce(torch.cat([kept, helpers], 1), num_nodes=n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,42 +504,6 @@ class AdvancedGCN(nn.Module):
         return self.conv2(x, edge_index)
 
 
-def _train_node_classifier(
-    model: nn.Module,
-    x: Tensor,
-    edge_index: Tensor,
-    y: Tensor,
-    train_mask: Tensor,
-    val_mask: Tensor | None,
-    epochs: int,
-    lr: float = 0.01,
-    weight_decay: float = 5e-4,
-) -> float:
-    """Adam on the training nodes; keeps the weights of the best validation accuracy. Returns
-    that validation accuracy (training accuracy when ``val_mask`` is None)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    mask = train_mask if val_mask is None else val_mask
-    best, state = -1.0, None
-    for _ in range(epochs):
-        model.train()
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x, edge_index)[train_mask], y[train_mask])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {float(loss.detach())}")
-        loss.backward()
-        opt.step()
-        model.eval()
-        with torch.no_grad():
-            acc = float((model(x, edge_index).argmax(1) == y)[mask].float().mean())
-        if acc > best:
-            best = acc
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if state is not None:
-        model.load_state_dict(state)
-    model.eval()
-    return best
-
-
 def _as_tuple(v: float | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(a) for a in v) if isinstance(v, Sequence) else (float(v),)
 
@@ -475,51 +511,71 @@ def _as_tuple(v: float | Sequence[float]) -> tuple[float, ...]:
 @dataclass
 class STABLE:
     """The full STABLE pipeline: pre-process, learn representations, refine, train the
-    advanced GCN.
+    advanced GCN on the refined graph.
+
+    Defaults follow the authors' code and README (Cora, 5% Metattack row: ``jt = 0.03``,
+    ``cos = 0.1``, ``k = 5``, ``α = −0.3``, ``β = 2``; 512-d DGI embeddings; a 16-unit
+    two-layer GCN trained 200 epochs). As there, the advanced GCN takes the contrastive
+    representations as its input features (``use_embeddings=True``); ``False`` feeds it the
+    raw features instead.
 
     ``t1``, ``k`` and ``alpha`` may be sequences: :meth:`fit` then trains one advanced GCN per
     combination on the same embeddings and keeps the one with the best validation accuracy
-    (the paper tunes these per dataset on the validation split).
+    (the authors tune them per dataset and perturbation rate; their README gives the values).
 
     Args:
         jaccard_threshold: pre-processing threshold on feature Jaccard similarity.
         recover_ratio: share of pruned edges restored in each contrastive view.
-        t1: cosine threshold(s) below which refinement drops an edge.
+        t1: cosine threshold(s); refinement drops edges with similarity ``<= t1``.
         k: helper neighbours added per node (one value or several).
         alpha: degree exponent(s) of the advanced GCN.
         embed_dim: contrastive embedding size.
-        embed_epochs: contrastive training steps.
+        embed_epochs: maximum contrastive training steps (early stopping on the loss).
         embed_lr: contrastive Adam learning rate.
+        embed_patience: early-stopping patience of the contrastive training.
+        self_loop: self-loop weight ``β`` of the contrastive encoder.
+        min_degree: helpers must keep more than this many neighbours after pruning.
+        use_embeddings: feed the representations (True) or the raw features (False) to the
+            GCN; ``(True, False)`` lets the validation split choose.
         hidden: advanced GCN hidden size.
         epochs: advanced GCN training epochs (best validation weights kept).
         dropout: advanced GCN dropout.
+        lr: advanced GCN learning rate.
+        weight_decay: advanced GCN weight decay.
 
     Attributes (after :meth:`fit`): ``model`` (the trained :class:`AdvancedGCN`),
-    ``refined`` (the refined ``edge_index``), ``embeddings`` ``(N, embed_dim)``, ``chosen``
-    (the selected ``t1``, ``k``, ``alpha``).
+    ``refined`` (the refined ``edge_index`` the model runs on), ``embeddings``
+    ``(N, embed_dim)``, ``chosen`` (the selected ``t1``, ``k``, ``alpha``).
     """
 
-    jaccard_threshold: float = 0.01
+    jaccard_threshold: float = 0.03
     recover_ratio: float = 0.2
-    t1: float | Sequence[float] = 0.3
+    t1: float | Sequence[float] = 0.1
     k: int | Sequence[int] = 5
-    alpha: float | Sequence[float] = -0.5
-    embed_dim: int = 256
-    embed_epochs: int = 100
+    alpha: float | Sequence[float] = -0.3
+    embed_dim: int = 512
+    embed_epochs: int = 500
     embed_lr: float = 1e-3
-    hidden: int = 64
+    embed_patience: int = 20
+    self_loop: float = 2.0
+    min_degree: int = 1
+    use_embeddings: bool | Sequence[bool] = True
+    hidden: int = 16
     epochs: int = 200
     dropout: float = 0.5
+    lr: float = 0.01
+    weight_decay: float = 5e-4
     model: AdvancedGCN | None = field(default=None, init=False)
     refined: Tensor | None = field(default=None, init=False)
     embeddings: Tensor | None = field(default=None, init=False)
     chosen: dict[str, float] = field(default_factory=dict, init=False)
+    _inputs: Tensor | None = field(default=None, init=False, repr=False)
 
     def embed(
         self, x: Tensor, edge_index: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Steps 1–2: returns the Jaccard-pruned graph ``(2, E_k)`` and the contrastive
-        embeddings ``(N, embed_dim)`` (also stored in ``self.embeddings``)."""
+    ) -> Tensor:
+        """Steps 1–2: Jaccard pre-processing and contrastive embeddings ``(N, embed_dim)``
+        (also stored in ``self.embeddings``)."""
         check_graph(x, edge_index)
         kept, removed = jaccard_prune(x, edge_index, self.jaccard_threshold)
         z = contrastive_embeddings(
@@ -530,17 +586,21 @@ class STABLE:
             self.embed_epochs,
             self.recover_ratio,
             self.embed_lr,
+            self.embed_patience,
+            self.self_loop,
             generator=generator,
         )
         self.embeddings = z
-        return kept, z
+        return z
 
     def refine(
         self, x: Tensor, edge_index: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Steps 1–3 with the first ``t1`` and ``k``: the refined undirected ``edge_index``."""
-        kept, z = self.embed(x, edge_index, generator)
-        self.refined = refine_graph(z, kept, _as_tuple(self.t1)[0], int(_as_tuple(self.k)[0]))
+        """Steps 1–3 with the first ``t1`` and ``k``: the refined ``edge_index`` of the given
+        (attacked) graph."""
+        z = self.embed(x, edge_index, generator)
+        t1, k = _as_tuple(self.t1)[0], int(_as_tuple(self.k)[0])
+        self.refined = refine_graph(z, edge_index, t1, k, self.min_degree)
         return self.refined
 
     def fit(
@@ -566,31 +626,62 @@ class STABLE:
             ``self``.
         """
         check_graph(x, edge_index, y)
-        grid = list(itertools.product(_as_tuple(self.t1), _as_tuple(self.k), _as_tuple(self.alpha)))
+        ues = (
+            (self.use_embeddings,) if isinstance(self.use_embeddings, bool) else self.use_embeddings
+        )
+        grid = list(
+            itertools.product(
+                _as_tuple(self.t1), _as_tuple(self.k), _as_tuple(self.alpha), tuple(ues)
+            )
+        )
         if len(grid) > 1 and val_mask is None:
             raise ValueError("several (t1, k, alpha) values need a val_mask to choose from")
-        kept, z = self.embed(x, edge_index, generator)
+        z = self.embed(x, edge_index, generator)
         n_classes = int(y.max()) + 1
         best = -1.0
-        for t1, k, alpha in grid:
-            refined = refine_graph(z, kept, t1, int(k))
-            model = AdvancedGCN(x.shape[1], self.hidden, n_classes, alpha, self.dropout).to(
-                device=x.device, dtype=x.dtype
+        for t1, k, alpha, ue in grid:
+            inputs = z if ue else x
+            refined = refine_graph(z, edge_index, t1, int(k), self.min_degree)
+            model = AdvancedGCN(inputs.shape[1], self.hidden, n_classes, alpha, self.dropout)
+            model = model.to(device=x.device, dtype=x.dtype)
+            acc = train_node_classifier(
+                model,
+                inputs,
+                refined,
+                y,
+                train_mask,
+                val_mask,
+                self.epochs,
+                self.lr,
+                self.weight_decay,
             )
-            acc = _train_node_classifier(model, x, refined, y, train_mask, val_mask, self.epochs)
             if acc > best:
                 best = acc
-                self.model, self.refined = model, refined
-                self.chosen = {"t1": t1, "k": int(k), "alpha": alpha, "val_acc": acc}
+                self.model, self.refined, self._inputs = model, refined, inputs
+                self.chosen = {
+                    "t1": t1,
+                    "k": int(k),
+                    "alpha": alpha,
+                    "use_embeddings": float(bool(ue)),
+                    "val_acc": acc,
+                }
         return self
 
     @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """Predicted classes ``(N,)`` on the refined graph (call :meth:`fit` first)."""
-        if self.model is None or self.refined is None:
+    def predict(self, x: Tensor | None = None) -> Tensor:
+        """Predicted classes ``(N,)`` on the refined graph (call :meth:`fit` first).
+
+        Args:
+            x: ignored (kept for backward compatibility); the model reads the inputs it was
+                trained on (the representations or the features given to :meth:`fit`).
+
+        Returns:
+            Class indices ``(N,)``.
+        """
+        if self.model is None or self.refined is None or self._inputs is None:
             raise RuntimeError("call fit first")
         self.model.eval()
-        return self.model(x, self.refined).argmax(1)
+        return self.model(self._inputs, self.refined).argmax(1)
 
 
 # --------------------------------------------------------------------------------------------
