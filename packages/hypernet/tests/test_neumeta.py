@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -206,3 +207,24 @@ def test_neumeta_bad_input():
         )
     with pytest.raises(ValueError, match="x and y"):
         fit_neumeta(h, None, None, steps=1)
+
+
+def test_fit_ema_holds_the_moving_average_of_the_parameters():
+    # one step with decay d: the returned INR is d·θ₀ + (1 − d)·θ₁, θ₁ the plain step's result
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    h0 = _small()
+    start = copy.deepcopy(h0.state_dict())
+    plain, averaged = copy.deepcopy(h0), copy.deepcopy(h0)
+    kw = {"steps": 1, "lr": 1e-2, "warmup": 1}
+    fit_neumeta(plain, x, y, generator=torch.Generator().manual_seed(1), **kw)
+    fit_neumeta(averaged, x, y, ema_decay=0.75, generator=torch.Generator().manual_seed(1), **kw)
+    moved = plain.state_dict()
+    assert any(not torch.equal(moved[k], start[k]) for k in start)
+    for k, v in averaged.state_dict().items():
+        torch.testing.assert_close(v, 0.75 * start[k] + 0.25 * moved[k])
+    with pytest.raises(ValueError, match="ema_decay"):
+        fit_neumeta(h0, x, y, steps=1, ema_decay=1.0)
+    with pytest.raises(ValueError, match="warmup"):
+        fit_neumeta(h0, x, y, steps=1, warmup=-1)

@@ -8,7 +8,7 @@ import torchloom.hypernet.recipes
 from torchloom.core.testing import assert_recipe_holds, recipes_of
 
 # quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"hypernet.neumeta"}
+_SLOW: set[str] = set()
 
 
 @pytest.mark.parametrize(

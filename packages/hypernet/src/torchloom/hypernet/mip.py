@@ -82,7 +82,9 @@ class MIPHyperNetwork(nn.Module):
     the fan-out of that block) and ``θ₀`` Kaiming (:func:`_kaiming_theta`).
 
     ``formulation="default"``: the proportional baseline, ``θ(z) = W_out · φ(… φ(W_1 z + b_1)) +
-    b_out`` on the raw input with PyTorch's default ``nn.Linear`` init.
+    b_out`` on the raw input, initialised as the paper's (and HyperLight's) default
+    hypernetwork: Kaiming-normal fan-out weights (linear gain for ``W_out``) and zero biases,
+    so that at initialisation ``θ(cz) = c·θ(z)`` exactly.
 
     Args:
         target: the primary network, made a hypernetwork target by :func:`hypernetize`.
@@ -148,6 +150,22 @@ class MIPHyperNetwork(nn.Module):
             self._init_mip(generator)
         else:
             self.theta0 = None
+            self._init_default(generator)
+
+    @torch.no_grad()
+    def _init_default(self, generator: torch.Generator | None) -> None:
+        for m in [*self.body, self.out]:
+            if isinstance(m, nn.Linear):
+                if m is self.out:
+                    nn.init.kaiming_normal_(
+                        m.weight, mode="fan_out", nonlinearity="linear", generator=generator
+                    )
+                else:
+                    nn.init.kaiming_normal_(
+                        m.weight, mode="fan_out", nonlinearity="leaky_relu", generator=generator
+                    )
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     @torch.no_grad()
     def _init_mip(self, generator: torch.Generator | None) -> None:

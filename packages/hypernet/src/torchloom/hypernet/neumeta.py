@@ -433,6 +433,8 @@ def fit_neumeta(
     recon_weight: float = 10.0,
     full_width_prob: float = 0.25,
     clip_grad: float | None = 1.0,
+    warmup: int = 0,
+    ema_decay: float = 0.0,
     generator: torch.Generator | None = None,
     progress: Callable[[int], Iterator[int]] | None = None,
 ) -> list[float]:
@@ -441,6 +443,8 @@ def fit_neumeta(
     weights from coordinates jittered by ``noise``, and minimise
     ``ce_weight·CE + reg_weight·Σ‖W‖₂ + recon_weight·recon`` where the weighted reconstruction
     of ``pretrained`` (ideally :func:`permute_for_smoothness`-ed) applies at ``max_width``.
+    As in the authors' code, an exponential moving average of the INR's parameters can be
+    kept (``ema_decay``) and is what ``hyper`` holds on return.
 
     Args:
         hyper: the INR to train.
@@ -449,7 +453,8 @@ def fit_neumeta(
         steps: optimiser steps.
         pretrained: the network to reconstruct at ``max_width`` (optional).
         batch: minibatch size for the task loss.
-        lr: initial Adam learning rate, annealed to 0 by a cosine schedule.
+        lr: peak Adam learning rate: linear warm-up over ``warmup`` steps, then annealed to 0
+            by a cosine schedule.
         noise: coordinate noise amplitude in index units (paper: 1, i.e. ±½).
         ce_weight: weight of the task loss.
         reg_weight: weight of the weight-norm regulariser.
@@ -457,6 +462,10 @@ def fit_neumeta(
         full_width_prob: probability of drawing ``max_width``.
         clip_grad: max gradient norm (``None``: no clipping); mixing widths makes the loss
             landscape far rougher than at one width, and unclipped steps can collapse the INR.
+        warmup: steps of linear learning-rate warm-up (large early steps on mixed widths
+            otherwise undo the reconstruction pre-fit).
+        ema_decay: decay of the parameter moving average (0: none); with ``ema_decay > 0``
+            the averaged parameters are loaded into ``hyper`` at the end.
         generator: source of the width draws, minibatches and noise.
         progress: wraps ``range(steps)`` (e.g. ``RunContext.progress``).
 
@@ -464,6 +473,9 @@ def fit_neumeta(
         The total loss per step.
     """
     check_int(steps, "steps")
+    check_int(warmup, "warmup", minimum=0)
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if ce_weight > 0 and (x is None or y is None):
         raise ValueError("x and y are required when ce_weight > 0")
     if ce_weight <= 0 and pretrained is None:
@@ -475,7 +487,13 @@ def fit_neumeta(
             raise ValueError(f"y must be ({x.shape[0]},), got {tuple(y.shape)}")
     device = next(hyper.parameters()).device
     opt = torch.optim.Adam(hyper.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+    def schedule(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        return warm * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    averaged = [p.detach().clone() for p in hyper.parameters()] if ema_decay > 0 else None
     losses: list[float] = []
     it = progress(steps) if progress is not None else iter(range(steps))
     for _ in it:
@@ -503,5 +521,13 @@ def fit_neumeta(
             nn.utils.clip_grad_norm_(hyper.parameters(), clip_grad)
         opt.step()
         sched.step()
+        if averaged is not None:
+            with torch.no_grad():
+                for a, p in zip(averaged, hyper.parameters()):
+                    a.lerp_(p, 1.0 - ema_decay)
         losses.append(float(loss.detach()))
+    if averaged is not None:
+        with torch.no_grad():
+            for a, p in zip(averaged, hyper.parameters()):
+                p.copy_(a)
     return losses

@@ -110,6 +110,14 @@ def _train(
             paper="MIP models generalise at least as well (Sec. 5)",
             quick=False,
         ),
+        Claim(
+            "steps_ratio",
+            "<=",
+            0.6,
+            paper="MIP converges faster: it reaches the default's final training loss in "
+            "<= 0.6x the steps, mean over 3 seeds (Fig. 4; issue #9)",
+            quick=False,
+        ),
     ],
 )
 def mip(ctx: RunContext) -> Result:
@@ -121,9 +129,12 @@ def mip(ctx: RunContext) -> Result:
     training-loss curves, the fraction of the default's steps MIP needs to reach the default's
     final loss (``steps_ratio``), final-loss and test-loss ratios.
 
-    At this scale the two training curves overlap (see the figure): ``steps_ratio`` is
-    measured and reported but not claimed, because on the noisy plateau the first crossing
-    of the default's final loss is mostly noise.
+    The default is the paper's (and HyperLight's) default hypernetwork: raw input, Kaiming
+    fan-out weights and zero biases, so its weight norm is exactly proportional to γ at
+    initialisation (``norm_spread_default`` = 100 over γ ∈ [0.01, 1]). MIP's advantage is
+    early in training (``early_loss_ratio``: smoothed loss at 1/6 of the steps); both end at
+    the same loss, so ``steps_ratio`` (the first crossing of the default's final loss) carries
+    plateau noise — its worst seed is reported next to the mean.
     """
     import matplotlib.pyplot as plt
 
@@ -157,9 +168,10 @@ def mip(ctx: RunContext) -> Result:
             }
         )
 
-    ratios, final_ratios, rough = [], [], []
+    ratios, final_ratios, rough, early = [], [], [], []
     for a, b in zip(curves["mip"], curves["default"]):
         sa, sb = _smooth(a), _smooth(b)
+        early.append(float(sa[len(a) // 6 - _WINDOW] / sb[len(a) // 6 - _WINDOW]))
         hit = (sa <= sb[-1]).nonzero()
         # steps (counting the window) MIP needs to reach the default's final smoothed loss
         ratios.append((int(hit[0]) + _WINDOW) / len(a) if len(hit) else float("inf"))
@@ -179,6 +191,7 @@ def mip(ctx: RunContext) -> Result:
         "steps_ratio": mean(ratios),
         "steps_ratio_worst": max(ratios),
         "final_loss_ratio": mean(final_ratios),
+        "early_loss_ratio": mean(early),
         "roughness_ratio": mean(rough),
         "test_loss_ratio": mean(tests["mip"]) / mean(tests["default"]),
         "test_loss_mip": mean(tests["mip"]),
@@ -200,8 +213,10 @@ def mip(ctx: RunContext) -> Result:
     path = ctx.savefig(fig, "mip_vs_default.png")
     plt.close(fig)
     notes = [
-        "steps_ratio is reported, not claimed: both curves overlap at this scale and the "
-        "first crossing of the default's final loss on the plateau is dominated by noise"
+        "default = the paper's default hypernetwork init (Kaiming fan-out, zero biases): "
+        "weight norm proportional to gamma at init",
+        "steps_ratio is the first crossing of the default's final smoothed loss; both curves "
+        "end on the same plateau, so single seeds are noisy (steps_ratio_worst)",
     ]
     return Result(metrics=metrics, figures=[path], tables={"runs": rows}, notes=notes)
 
@@ -253,9 +268,10 @@ def neumeta(ctx: RunContext) -> Result:
     A 64-W-10 ReLU MLP is trained on digits and permuted for smoothness. Two INRs with the
     same initialisation fit its weights by the weighted reconstruction loss alone, one to the
     permuted and one to the raw network (``recon_ratio``: final permuted/raw loss). Then the
-    permuted INR is trained by :func:`fit_neumeta` over widths ``[W/4, W]`` and every width
-    is sampled (K = 10 noisy coordinate draws averaged) and tested, also widths never drawn in
-    training. ``gap_25`` is full-network accuracy minus the accuracy at 25% width; baselines
+    permuted INR is trained by :func:`fit_neumeta` over widths ``[W/4, W]`` (warm-up, cosine
+    decay, EMA of the INR) and several widths are sampled — from the clean coordinates or as
+    the mean of K = 10 noisy draws, whichever is more accurate on the training set — and
+    tested. ``gap_25`` is full-network accuracy minus the accuracy at 25% width; baselines
     at each width: the pretrained network truncated to its first ``w`` permuted units
     (no retraining) and an independently trained network of that width.
     """
@@ -268,7 +284,7 @@ def neumeta(ctx: RunContext) -> Result:
     width = ctx.pick(32, 64)
     inr_hidden = ctx.pick(32, 128)
     recon_steps = ctx.pick(200, 600)
-    fit_steps = ctx.pick(60, 3000)
+    fit_steps = ctx.pick(40, 3000)
     full = _train_mlp(width, x_tr, y_tr, ctx.pick(300, 800), ctx.seed)
     perm, _ = permute_for_smoothness(full)
     acc_full = _accuracy(full, x_te, y_te)
@@ -308,14 +324,23 @@ def neumeta(ctx: RunContext) -> Result:
         y_tr,
         steps=fit_steps,
         pretrained=perm,
+        lr=1e-3,
+        warmup=fit_steps // 10,
+        ema_decay=ctx.pick(0.9, 0.995),
         generator=g,
         progress=lambda n: iter(ctx.progress(range(n), total=n, description="NeuMeta")),
     )
-    fractions = ctx.pick((4, 8), (4, 5, 6, 8))  # in eighths: 0.5 and 0.625 are widths never seen
+    fractions = ctx.pick((4, 8), (4, 5, 6, 8))  # in eighths of the largest width
     widths = sorted({width * f // 8 for f in (2, *fractions)})
     rows = []
     for w in widths:
-        sampled = h.sample(w, samples=10, generator=torch.Generator().manual_seed(w))
+        # the clean coordinates (K = 1) or the mean of K = 10 noisy draws: chosen per width
+        # on the training set, never on the test set
+        draws = {
+            k: h.sample(w, samples=k, generator=torch.Generator().manual_seed(w)) for k in (1, 10)
+        }
+        k_best = max(draws, key=lambda k: _accuracy(draws[k], x_tr, y_tr))
+        sampled = draws[k_best]
         first, last = nn.Linear(64, w).to(dev), nn.Linear(w, 10).to(dev)
         p0, p2 = perm[0], perm[2]
         assert isinstance(p0, nn.Linear) and isinstance(p2, nn.Linear)
@@ -330,6 +355,9 @@ def neumeta(ctx: RunContext) -> Result:
             {
                 "width": w,
                 "neumeta": _accuracy(sampled, x_te, y_te),
+                "neumeta_k": k_best,
+                "neumeta_k1": _accuracy(draws[1], x_te, y_te),
+                "neumeta_k10": _accuracy(draws[10], x_te, y_te),
                 "truncated": _accuracy(truncated, x_te, y_te),
                 "trained_alone": _accuracy(own, x_te, y_te),
             }
@@ -343,6 +371,9 @@ def neumeta(ctx: RunContext) -> Result:
         "acc_full": acc_full,
         "acc_25": acc_25,
         "gap_25": acc_full - acc_25,
+        "acc_25_k1": rows[0]["neumeta_k1"],
+        "acc_25_k10": rows[0]["neumeta_k10"],
+        "k_25": float(rows[0]["neumeta_k"]),
         "acc_25_truncated": rows[0]["truncated"],
         "acc_25_trained_alone": rows[0]["trained_alone"],
         "final_train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
