@@ -80,7 +80,8 @@ class SDDARTS(DARTS):
 
     Args:
         num_teachers: snapshots ``K`` in the vote.
-        snapshot_every: search steps between snapshots.
+        snapshot_every: search steps between snapshots (1: the teachers are the supernets of
+            the previous ``K`` steps, as in the paper).
         distill_weight: ``λ``.
         temperature: ``T``.
         kwargs: :class:`~torchloom.nas.darts.DARTS` arguments.
@@ -89,7 +90,7 @@ class SDDARTS(DARTS):
     def __init__(
         self,
         num_teachers: int = 2,
-        snapshot_every: int = 10,
+        snapshot_every: int = 1,
         distill_weight: float = 1.0,
         temperature: float = 2.0,
         **kwargs: Any,

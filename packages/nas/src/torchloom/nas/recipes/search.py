@@ -540,9 +540,7 @@ def sd_darts(ctx: RunContext) -> Result:
             strategy: Any = (
                 DARTS(order=1, w_lr=W_LR)
                 if label == "DARTS"
-                else SDDARTS(
-                    num_teachers=2, snapshot_every=ctx.pick(1, 5), distill_weight=1.0, w_lr=W_LR
-                )
+                else SDDARTS(num_teachers=2, snapshot_every=1, distill_weight=1.0, w_lr=W_LR)
             )
             res = _search_and_score(
                 ctx, tally, label, seed, strategy, model, task, epochs, retrain_epochs
