@@ -309,6 +309,34 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class _DigitsCNN(nn.Module):
+    """The teacher: a small CNN with dropout on flattened 8×8 digits ``(B, 64)`` → ``(B, 10)``
+    (the paper's teachers are wider, deeper convolutional nets with dropout)."""
+
+    def __init__(self, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(64 * 2 * 2, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(-1, 1, 8, 8))
+
+
 def _resorter(dq: DifferentiableQuantization) -> Callable[[], None]:
     def resort() -> None:
         for q in dq.quantizers:
@@ -354,25 +382,26 @@ def _resorter(dq: DifferentiableQuantization) -> Callable[[], None]:
 def distill_digits(ctx: RunContext) -> Result:
     """Quantized distillation and differentiable quantization of a small MLP student, digits."""
     data = digits(flatten=True).to(ctx.device)
-    # a stronger teacher (≈98.7%) than the student (≈97.8%)
-    teacher_sizes, student_sizes = [64, 256, 256, 10], [64, 32, 10]
-    teacher_epochs = ctx.pick(12, 30)
+    # a convolutional teacher (≈99%) and a one-hidden-layer MLP student (≈98%); a narrower
+    # student (64-32-10) is made worse by distillation here, see the README
+    student_sizes = [64, 128, 10]
+    teacher_epochs = ctx.pick(5, 20)
     epochs = ctx.pick(8, 40)
-    dq_epochs = ctx.pick(2, 5)
+    dq_epochs = 5  # cheap (only the points learn); fewer epochs leave the loss ratio at noise
     seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(5)])
     bucket, temperature, alpha, lr = 256, 4.0, 0.7, 1e-2
-    keys = ("teacher", "fp", "fp_kd", "qd4", "q4", "uniform2", "dq2")
+    keys = ("teacher", "fp", "fp_kd", "qd4", "q4", "pm4", "uniform2", "dq2")
     res: dict[str, list[float]] = {k: [] for k in keys}
     sizes: dict[str, int] = {}
     for seed in seeds:
         torch.manual_seed(seed)
-        teacher = _mlp(teacher_sizes).to(ctx.device)
+        teacher = _DigitsCNN().to(ctx.device)
         _train(
             ctx,
             teacher,
             data,
             epochs=teacher_epochs,
-            lr=lr,
+            lr=5e-3,
             seed=seed,
             description=f"teacher seed {seed}",
         )
@@ -392,6 +421,10 @@ def distill_digits(ctx: RunContext) -> Result:
             description=f"FP student seed {seed}",
         )
         res["fp"].append(_accuracy(fp, data.x_test, data.y_test))
+        # the paper's "PM Quant." row: 4-bit post-training quantisation of the FP student
+        res["pm4"].append(
+            _accuracy(fake_quantize_model(copy.deepcopy(fp), 4, bucket), data.x_test, data.y_test)
+        )
 
         # 4-bit quantized distillation vs 4-bit quantised training with labels only
         qd = QuantizedDistillation(
@@ -488,14 +521,16 @@ def distill_digits(ctx: RunContext) -> Result:
         sizes["fp_kd"] = sizes["fp"]
         sizes["qd4"] = model_size_bits(qd.student)
         sizes["q4"] = sizes["qd4"]
+        sizes["pm4"] = sizes["qd4"]
 
     mean = {k: statistics.fmean(v) for k, v in res.items()}
     labels = {
-        "teacher": f"teacher (FP, {'-'.join(map(str, teacher_sizes))})",
+        "teacher": "teacher (FP CNN 32-64-64-128, dropout)",
         "fp": f"student FP ({'-'.join(map(str, student_sizes))})",
         "fp_kd": "student FP, distilled",
         "qd4": "student 4-bit, quantized distillation",
         "q4": "student 4-bit, labels only",
+        "pm4": "student 4-bit, post-training (PM)",
         "uniform2": "student 2-bit uniform (post-training)",
         "dq2": "student 2-bit differentiable quantization",
     }
@@ -533,8 +568,11 @@ def distill_digits(ctx: RunContext) -> Result:
             "qd4_gap_to_fp": mean["fp"] - mean["qd4"],
             "qd4_gain_vs_q4": mean["qd4"] - mean["q4"],
             "qd4_gain_vs_q4_se": _paired_se(res["qd4"], res["q4"]),
+            "pm4_acc": mean["pm4"],
+            "qd4_gain_vs_pm4": mean["qd4"] - mean["pm4"],
             "fp_kd_acc": mean["fp_kd"],
             "fp_kd_gain_vs_fp": mean["fp_kd"] - mean["fp"],
+            "fp_kd_gain_vs_fp_se": _paired_se(res["fp_kd"], res["fp"]),
             "teacher_gap_to_fp": mean["teacher"] - mean["fp"],
             "dq2_gain_vs_uniform2": mean["dq2"] - mean["uniform2"],
             "dq2_distill_loss_ratio": mean["dq2_loss_ratio"],
