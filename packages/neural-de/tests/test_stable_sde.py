@@ -190,3 +190,12 @@ def test_diffusion_bound_caps_sigma(kind: str) -> None:
     small = StableNeuralSDE(3, 4, 2, kind=kind, width=8, diffusion_bound=0.3, diffusion_init=1e-3)  # type: ignore[arg-type]
     s = small.double()._sigma(torch.tensor(0.5, dtype=torch.float64), z)
     torch.testing.assert_close(s, torch.full_like(s, 1e-3), rtol=1e-5, atol=0)  # ≈ identity
+
+
+def test_geometric_head_reads_log_z() -> None:
+    model = StableNeuralSDE(3, 4, 2, kind="geometric", width=8).double()
+    path = _path()
+    out = model(path, dt=0.1, generator=torch.Generator().manual_seed(0))
+    zs = model.latent(path, dt=0.1, generator=torch.Generator().manual_seed(0))
+    assert bool((zs > 0).all())
+    torch.testing.assert_close(out, model.readout(zs[-1].log()))

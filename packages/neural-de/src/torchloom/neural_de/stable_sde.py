@@ -27,7 +27,8 @@ Implementation notes (the forms above are implemented as stated; these are the c
   step size; Euler-Maruyama on ``z`` itself can cross zero when ``σΔW < −1``. ``z(0)`` is made
   positive by a softplus of ``h``, and ``ζ`` reads ``log z`` (a fixed bijection of ``z > 0``,
   so ``z̄`` is still a function of ``z``): under ``z·γ dt`` the state spans many orders of
-  magnitude and would saturate the embedding.
+  magnitude and would saturate the embedding. For the same reason the readout reads
+  ``log z(T)`` (with ``z`` itself a BatchNorm head diverged on one of four missing rates).
 - The authors' code additionally bounds the diffusion (``tanh(sigmoid(θ)·σ)``) and replaces
   GSDE's ``z·γ`` by ``tanh(γ·(1 − sigmoid(z)))``; here only the optional ``diffusion_bound``
   (``σ ← bound·tanh(σ/bound)``, off by default) is offered, documented as a deviation from the
@@ -233,6 +234,22 @@ class StableNeuralSDE(nn.Module):
         sensitivity: Literal["autograd", "adjoint"] = "autograd",
     ) -> Tensor:
         """``z`` at the path's knots, ``(N, B, H)`` (in the paper's coordinates)."""
+        ys = self._solve(
+            path, dt=dt, method=method, generator=generator, bm=bm, sensitivity=sensitivity
+        )
+        return ys.exp() if self.kind == "geometric" else ys
+
+    def _solve(
+        self,
+        path: CubicPath,
+        *,
+        dt: float,
+        method: str,
+        generator: torch.Generator | None,
+        bm: object,
+        sensitivity: Literal["autograd", "adjoint"],
+    ) -> Tensor:
+        """The solution in the solver's coordinates (``log z`` for GSDE), ``(N, B, H)``."""
         if not isinstance(path, CubicPath):
             raise TypeError(f"path must be a CubicPath, got {type(path).__name__}")
         self.set_path(path)
@@ -251,7 +268,7 @@ class StableNeuralSDE(nn.Module):
             )
         finally:
             self._path = None
-        return ys.exp() if self.kind == "geometric" else ys
+        return ys
 
     def forward(
         self,
@@ -262,7 +279,11 @@ class StableNeuralSDE(nn.Module):
         generator: torch.Generator | None = None,
         return_sequence: bool = False,
     ) -> Tensor:
-        zs = self.latent(path, dt=dt, method=method, generator=generator)
+        # GSDE: the head reads log z (the solver's own coordinates; a fixed bijection of z > 0):
+        # z = exp(∫γ) spans many orders of magnitude and a head on z itself diverges.
+        zs = self._solve(
+            path, dt=dt, method=method, generator=generator, bm=None, sensitivity="autograd"
+        )
         if return_sequence:
             n, b, h = zs.shape
             return self.readout(zs.reshape(n * b, h)).view(n, b, -1).transpose(0, 1)
