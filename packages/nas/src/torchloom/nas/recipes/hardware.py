@@ -331,8 +331,9 @@ def _nonzero_weights(model: nn.Module, skip: list[nn.Module]) -> float:
             "dass_advantage_weight_matched",
             ">",
             0.0,
-            paper="the DASS cell also beats the DARTS cell pruned to the same number of non-zero "
-            "weights (its sparse ops are larger, so at equal ratio it keeps more weights)",
+            paper="fair-comparison check, not a claim of the paper: the DASS cell also beats "
+            "the DARTS cell pruned to the same number of non-zero weights (its sparse ops "
+            "are larger, so at equal ratio it keeps more weights)",
             quick=False,
         ),
     ),
