@@ -20,14 +20,8 @@ def test_recipes_are_registered() -> None:
         assert r.package == "vision" and r.claims and r.papers
 
 
-# quick runs of these take minutes on 2 shared cores: `nox -s slow` checks them
-_SLOW = {"vision.dta", "vision.nafdpm"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=[pytest.mark.slow] if n in _SLOW else []) for n in sorted(RECIPES)],
-)
+# each quick mode takes <= ~15 s of CPU time (vision.dta and vision.nafdpm are the longest)
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_quick(name: str, tmp_path: Path) -> None:
     r: Recipe = RECIPES[name]
     if name == "vision.skeleton":
