@@ -240,6 +240,12 @@ class SeqBoatLayer(nn.Module):
         causal: causal (left-to-right) or bidirectional attention.
         attention: ``"softmax"`` or ``"relu2"``.
         prenorm: LayerNorm before (True) or after the layer.
+        init_temp_scale: initial temperature ``τ₀ = scale · sqrt(d)`` of the configurator.
+        init_gate_bias: initial bias of the "activate" option logit (the authors use ``0``:
+            about half the tokens start activated, decided by tiny random logits). A positive
+            value starts every token activated — the ratchet of SMA (skipped tokens get no
+            gradient) can then only switch tokens off, so a layer cannot die at initialisation
+            before its attention has learnt anything. Not part of the paper.
 
     Shapes: ``x`` ``(B, L, d)`` → ``(B, L, d)``. :meth:`forward_with_gate` also returns the
     activation mask ``(B, L)`` and the confidence ``p_max`` ``(B, L)``.
@@ -261,6 +267,7 @@ class SeqBoatLayer(nn.Module):
         dt_max: float = 1e-1,
         init_temp_scale: float = 0.3,
         max_distance: int = 1024,
+        init_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
         for name, val in (("d_model", d_model), ("d_qk", d_qk), ("window", window)):
@@ -277,6 +284,8 @@ class SeqBoatLayer(nn.Module):
         # so about half the tokens activate and the configurator receives a learning signal
         nn.init.normal_(self.hx_proj.weight, 0.0, 0.02)
         nn.init.zeros_(self.hx_proj.bias)
+        with torch.no_grad():
+            self.hx_proj.bias[1] = float(init_gate_bias)
         self.configurator = LatentConfigurator(d_model, init_temp_scale)
         self.gau = GatedAttentionUnit(
             d_model,
