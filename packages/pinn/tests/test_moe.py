@@ -190,7 +190,7 @@ def test_moe_basis_gradient_equals_finite_differences() -> None:
     def loss() -> torch.Tensor:
         m.w.zero_()
         out = m.losses(m.solve(*pts), train)
-        return out["pde"] + out["interface"] + out["boundary"]
+        return out["pde"] + out["interface"] + out["boundary"] + out["ic"]
 
     W = m.basis.weights[1]
     (g,) = torch.autograd.grad(loss(), W)

@@ -885,10 +885,13 @@ class HardConstraintMoE(nn.Module):
             n_boundary: points in ``t`` on each interface and boundary.
 
         Returns:
-            ``{"pde", "interface", "boundary"}``: mean squared PDE residual of the assembled
-            solution; mismatch of ``u`` and ``u_x`` between neighbouring experts at the slab
-            interfaces; boundary misfit of the assembled solution (periodic: ``u``, ``u_x``
-            across the ends; Dirichlet: ``u − g``).
+            ``{"pde", "interface", "boundary", "ic"}``: mean squared PDE residual of the
+            assembled solution; mismatch of ``u`` and ``u_x`` between neighbouring experts at
+            the slab interfaces; boundary misfit of the assembled solution (periodic: ``u``,
+            ``u_x`` across the ends; Dirichlet: ``u − g``); initial-condition misfit of the
+            assembled solution at ``2 n_boundary`` points (the paper's trainer weighs initial
+            and boundary losses too: the least-squares solve trades them against the PDE rows,
+            so the basis must be trained to make them compatible).
         """
         phi, phi_t, phi_x, phi_xx = self.basis_terms(train_pts)
 
@@ -917,7 +920,14 @@ class HardConstraintMoE(nn.Module):
         else:
             g = self.problem.boundary_value(t)
             bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
-        return {"pde": (r**2).mean(), "interface": inter, "boundary": bnd}
+        lo_x, hi_x = self.problem.lower[0], self.problem.upper[0]
+        xi = lo_x + (torch.arange(2 * n_boundary, dtype=dtype, device=dev) + 0.5) * (
+            (hi_x - lo_x) / (2 * n_boundary)
+        )
+        ic_pts = torch.stack([xi, torch.zeros_like(xi)], -1)
+        u0 = (self.basis_terms(ic_pts)[0] * w[self.split(ic_pts)]).sum(-1)
+        ic = ((u0 - self.problem.initial(xi)) ** 2).mean()
+        return {"pde": (r**2).mean(), "interface": inter, "boundary": bnd, "ic": ic}
 
 
 def relative_l2(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:
