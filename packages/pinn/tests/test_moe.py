@@ -269,3 +269,23 @@ def test_analytic_constraint_jacobian_equals_autodiff(problem: ReactionDiffusion
             w[k],
         )
         torch.testing.assert_close(J[k], ref)
+
+
+def test_gauss_newton_backward_is_exact_for_zero_residual() -> None:
+    # consistent square system: F(w*) = 0, so J_FᵀJ_F is the exact Hessian of ½‖F‖²
+    g = torch.Generator().manual_seed(5)
+    A = torch.eye(4, dtype=torch.float64) + 0.2 * torch.randn(
+        2, 4, 4, generator=g, dtype=torch.float64
+    )
+    b = 0.3 * torch.randn(2, 4, generator=g, dtype=torch.float64)
+    A.requires_grad_(True)
+    c = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    grads = []
+    for hess in ("exact", "gauss_newton"):
+        w = hard_constraint_solve(
+            _F, torch.zeros(2, 4, dtype=torch.float64), A, b, max_iter=100, tol=1e-14, hessian=hess
+        )
+        grads.append(torch.autograd.grad((w * c).sum(), A)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="hessian"):
+        hard_constraint_solve(_F, torch.zeros(2, 4), A.detach(), b, hessian="newton")  # type: ignore[arg-type]

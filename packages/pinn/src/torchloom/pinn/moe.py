@@ -35,7 +35,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -129,12 +129,15 @@ class _ConstraintSolve(torch.autograd.Function):
     def forward(
         F: Residual, w0: torch.Tensor, opts: dict[str, Any], *aux: torch.Tensor
     ) -> torch.Tensor:
-        return levenberg_marquardt(F, w0, *aux, **opts)
+        lm = {k: v for k, v in opts.items() if k != "hessian"}
+        return levenberg_marquardt(F, w0, *aux, **lm)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        F, _, _, *aux = inputs
+        F, _, opts, *aux = inputs
         ctx.F = F
+        ctx.jac = opts["jac"]
+        ctx.hessian = opts["hessian"]
         ctx.save_for_backward(output, *aux)
 
     @staticmethod
@@ -147,11 +150,22 @@ class _ConstraintSolve(torch.autograd.Function):
             r = ctx.F(wv, *aux_in)
             # g = J_Fᵀ F per expert (zero at the optimum), kept differentiable
             (g,) = torch.autograd.grad(0.5 * (r**2).sum(), wv, create_graph=True)
-            rows = []
-            for i in range(g.shape[1]):  # exact Hessian ∂g/∂w, one row of every expert per pass
-                (h,) = torch.autograd.grad(g[:, i].sum(), wv, retain_graph=True, allow_unused=True)
-                rows.append(torch.zeros_like(wv) if h is None else h)
-            H = torch.stack(rows, 1)  # (K, N, N)
+            if ctx.hessian == "gauss_newton":  # J_FᵀJ_F: positive semi-definite
+                with torch.no_grad():
+                    if ctx.jac is not None:
+                        J = ctx.jac(w, *(a.detach() for a in aux))
+                    else:
+                        single = _per_expert(ctx.F, len(aux))
+                        J = torch.func.vmap(torch.func.jacfwd(single))(w, *aux)
+                    H = J.transpose(1, 2) @ J
+            else:
+                rows = []
+                for i in range(g.shape[1]):  # exact ∂g/∂w, one row of every expert per pass
+                    (h,) = torch.autograd.grad(
+                        g[:, i].sum(), wv, retain_graph=True, allow_unused=True
+                    )
+                    rows.append(torch.zeros_like(wv) if h is None else h)
+                H = torch.stack(rows, 1)  # (K, N, N)
             lam = -torch.linalg.solve(H.transpose(1, 2), v.unsqueeze(-1)).squeeze(-1)
             need = [a for a in aux_in if a.requires_grad]
             grads: list[torch.Tensor | None] = [None] * len(aux)
@@ -170,6 +184,7 @@ def hard_constraint_solve(
     tol: float = 1e-10,
     damping: float = 1e-3,
     jac: Residual | None = None,
+    hessian: Literal["exact", "gauss_newton"] = "exact",
 ) -> torch.Tensor:
     """Differentiable per-expert constraint solve ``w* = argmin_w ½ ‖F(w, *aux)‖²``.
 
@@ -189,6 +204,9 @@ def hard_constraint_solve(
         damping: initial damping.
         jac: optional analytic Jacobian of ``F`` for the forward solve (see
             :func:`levenberg_marquardt`); the backward pass always differentiates ``F``.
+        hessian: ``"exact"`` (``J_FᵀJ_F + Σ_i F_i ∇²F_i``: the true implicit derivative) or
+            ``"gauss_newton"`` (``J_FᵀJ_F`` only: positive semi-definite, the usual choice of
+            least-squares layers; exact when the residual vanishes at the optimum).
 
     Returns:
         ``w*`` of shape ``(K, N)``.
@@ -201,7 +219,9 @@ def hard_constraint_solve(
             raise ValueError(
                 f"aux[{i}] must have leading dimension K = {w0.shape[0]}, got {tuple(a.shape)}"
             )
-    opts = {"max_iter": max_iter, "tol": tol, "damping": damping, "jac": jac}
+    if hessian not in ("exact", "gauss_newton"):
+        raise ValueError(f"hessian must be 'exact' or 'gauss_newton', got {hessian!r}")
+    opts = {"max_iter": max_iter, "tol": tol, "damping": damping, "jac": jac, "hessian": hessian}
     out: torch.Tensor = _ConstraintSolve.apply(F, w0, opts, *aux)
     return out
 
@@ -559,6 +579,7 @@ class HardConstraintMoE(nn.Module):
         bc_weight: weight of the boundary rows in every constraint.
         ridge: ridge rows ``ridge · w`` (the paper uses ``1e-4``).
         lm_iter: Levenberg–Marquardt iterations per solve.
+        hessian: Hessian of the implicit backward, see :func:`hard_constraint_solve`.
     """
 
     def __init__(
@@ -572,6 +593,7 @@ class HardConstraintMoE(nn.Module):
         bc_weight: float = 10.0,
         ridge: float = 1e-4,
         lm_iter: int = 10,
+        hessian: Literal["exact", "gauss_newton"] = "exact",
     ) -> None:
         super().__init__()
         check_int(n_experts, "n_experts")
@@ -584,6 +606,7 @@ class HardConstraintMoE(nn.Module):
         self.bc_weight = check_positive(bc_weight, "bc_weight")
         self.ridge = check_positive(ridge, "ridge", strict=False)
         self.lm_iter = check_int(lm_iter, "lm_iter")
+        self.hessian: Literal["exact", "gauss_newton"] = hessian
         self.register_buffer("w", torch.zeros(n_experts, n_basis))
         self.w: torch.Tensor
 
@@ -840,6 +863,7 @@ class HardConstraintMoE(nn.Module):
             rep(g),
             max_iter=self.lm_iter,
             jac=self.constraint_jacobian,
+            hessian=self.hessian,
         )
         self.w = w.detach()
         return w
