@@ -152,3 +152,14 @@ def test_bad_input() -> None:
         layer.step(torch.randn(2, 4), torch.zeros(2, 4, 3))
     with pytest.raises(ValueError, match="mode"):
         LSSLModel(1, 2, d_model=4, n_layers=1)(torch.randn(1, 3, 1), mode="scan")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("measure", ["legs", "legt", "lagt"])
+def test_model_passes_the_hippo_measure_to_every_layer(measure: str) -> None:
+    from torchloom.ssm import hippo
+
+    model = LSSLModel(2, 3, d_model=4, n_layers=2, state_dim=5, measure=measure)
+    a, b = hippo(measure, 5, dtype=torch.float32)
+    for layer in model.layers:
+        torch.testing.assert_close(layer.A, a)
+        torch.testing.assert_close(layer.B, b)

@@ -185,3 +185,37 @@ def test_bad_input() -> None:
         SeqBoatLayer(8, window=0)
     with pytest.raises(ValueError, match="attention"):
         SeqBoatLayer(8, attention="linear")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["learned", "all", "none"])
+def test_forward_with_probs_is_the_configurator_softmax(mode: str) -> None:
+    torch.manual_seed(1)
+    model = SeqBoat(2, 3, d_model=8, n_layers=2, d_qk=4, state_dim=4, window=3).double()
+    with torch.no_grad():  # spread the option logits so both choices occur
+        for layer in model.layers:
+            layer.hx_proj.weight[1] = 5 * torch.randn(8, dtype=torch.float64)
+    x = torch.randn(2, 11, 2, dtype=torch.float64)
+    out, masks, probs = model.forward_with_probs(x, mode)  # type: ignore[arg-type]
+    torch.testing.assert_close(out, model(x, mode))  # type: ignore[arg-type]
+    # recompute p_1 = softmax(u / tau)[..., 1] layer by layer
+    h = model.encoder(x)
+    for layer, mask, p1 in zip(model.layers, masks, probs):
+        m = F.silu(layer.ssm(layer.norm(h)))
+        u = layer.hx_proj(m)[..., :2]
+        want = torch.softmax(u / layer.configurator.log_temp.exp(), -1)[..., 1]
+        torch.testing.assert_close(p1, want)
+        if mode == "learned":
+            assert torch.equal(mask, want > 0.5)
+        h = layer(h, mode)  # type: ignore[arg-type]
+
+
+def test_init_gate_bias_starts_every_token_activated() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 20, 8)
+    on = SeqBoatLayer(8, d_qk=4, state_dim=4, window=4, init_gate_bias=5.0)
+    assert bool(on.forward_with_gate(x)[1].all())
+    off = SeqBoatLayer(8, d_qk=4, state_dim=4, window=4, init_gate_bias=-5.0)
+    assert not bool(off.forward_with_gate(x)[1].any())
+    # the bias only moves the "activate" logit
+    torch.testing.assert_close(on.hx_proj.bias[2:], torch.zeros(8))
+    assert float(on.hx_proj.bias[0].detach()) == 0.0

@@ -248,7 +248,7 @@ def lssl(ctx: RunContext) -> Result:
     x_tr, y_tr = delayed_recall(ctx.pick(256, 2048), length, k, ctx.generator)
     x_te, y_te = delayed_recall(ctx.pick(128, 512), length, k, ctx.generator)
     recall = (x_tr.to(dev), y_tr.to(dev), x_te.to(dev), y_te.to(dev))
-    steps = ctx.pick(30, 500)
+    steps = ctx.pick(15, 500)
     torch.manual_seed(ctx.seed)
     recall_model = LSSLModel(
         k,
