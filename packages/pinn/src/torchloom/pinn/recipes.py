@@ -103,8 +103,8 @@ def _train_flame(
 def flame(ctx: RunContext) -> Result:
     """FlamePINN-1D forward (s_L eigenvalue + T field) and inverse (λ) problems vs scipy."""
     torch.manual_seed(ctx.seed)
-    steps = ctx.pick((150, 10, 200), (2000, 300, 1000))  # Adam, L-BFGS, warm-up
-    n_col = ctx.pick(150, 300)
+    steps = ctx.pick((100, 5, 100), (2000, 300, 1000))  # Adam, L-BFGS, warm-up
+    n_col = ctx.pick(100, 300)
     metrics: dict[str, float] = {}
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
@@ -257,8 +257,8 @@ def _rollout_error(
 def nclaw(ctx: RunContext) -> Result:
     """NCLaw vs an MLP-stress baseline inside a differentiable MPM, on unseen scenarios."""
     torch.manual_seed(ctx.seed)
-    n_steps = ctx.pick(120, 200)
-    iters = ctx.pick(25, 300)
+    n_steps = ctx.pick(80, 200)
+    iters = ctx.pick(15, 300)
     window = 8
     sim = MPM2D(n_grid=32, dt=1e-3)
     mu, lam = lame(200.0, 0.3)
