@@ -539,9 +539,18 @@ def marked_recall(
     Every position carries a random value (one-hot); ``n_marked`` positions also carry a
     marker bit. The target at each marked position (except the first) is the value at the
     *previous* marked position — a retrieval over a random gap; every other position's target
-    is its own value, which needs no context. ``x`` ``(n, length, 1 + n_values)``, targets
-    ``y`` ``(n, length)`` and ``retrieval`` ``(n, length)`` (bool: the positions whose target
-    is a retrieval).
+    is its own value, which needs no context.
+
+    Args:
+        n: number of sequences.
+        length: sequence length ``L``.
+        n_marked: marked positions per sequence (``1 ≤ n_marked ≤ L``).
+        n_values: vocabulary size ``V``.
+        generator: source of randomness.
+
+    Returns:
+        ``x`` ``(n, L, 1 + V)`` (marker bit, one-hot value), targets ``y`` ``(n, L)`` and
+        ``retrieval`` ``(n, L)`` (bool: the positions whose target is a retrieval).
     """
     values = torch.randint(n_values, (n, length), generator=generator)
     marks = torch.rand(n, length, generator=generator).argsort(1)[:, :n_marked].sort(1).values
