@@ -548,7 +548,7 @@ def sd_darts(ctx: RunContext) -> Result:
             sharp = dominant_hessian_eigenvalue(
                 model,
                 task.search_val[:2],
-                iters=ctx.pick(3, 20),
+                iters=ctx.pick(2, 20),
                 generator=torch.Generator().manual_seed(seed),
                 batch_stats=True,
             )
@@ -558,8 +558,9 @@ def sd_darts(ctx: RunContext) -> Result:
                 for k, v in res.genotype.supernet_weights(model.op_names).items()
             }
             soft = {k: m.weights.detach() for k, m in model.mixtures().items()}
-            full = supernet_score(model, task.test, soft, batch_stats=True)[0]
-            tally.add("gap", label, full - supernet_score(model, task.test, w, batch_stats=True)[0])
+            test = task.test[: ctx.pick(1, len(task.test))]
+            full = supernet_score(model, test, soft, batch_stats=True)[0]
+            tally.add("gap", label, full - supernet_score(model, test, w, batch_stats=True)[0])
             ctx.log(
                 f"seed {seed} {label}: sharpness {sharp:.4g} "
                 f"gap {tally.lists('gap')[label][-1]:.3f} "
