@@ -386,7 +386,8 @@ def distill_digits(ctx: RunContext) -> Result:
     # student (64-32-10) is made worse by distillation here, see the README
     student_sizes = [64, 128, 10]
     teacher_epochs = ctx.pick(5, 20)
-    epochs = ctx.pick(8, 40)
+    # distillation needs a long schedule (a "patient" teacher): at 40 epochs every student ties
+    epochs = ctx.pick(8, 100)
     dq_epochs = 5  # cheap (only the points learn); fewer epochs leave the loss ratio at noise
     seeds = ctx.pick([ctx.seed], [ctx.seed + k for k in range(5)])
     bucket, temperature, alpha, lr = 256, 4.0, 0.7, 1e-2
