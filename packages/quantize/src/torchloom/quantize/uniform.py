@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from torchloom.core import rng
 from torchloom.core.checks import check_finite, check_floating, check_ndim
 
 __all__ = [
@@ -120,7 +121,7 @@ def _round_levels(
 ) -> torch.Tensor:
     y = v * steps
     if stochastic:
-        u = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        u = rng.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
         # floor(y + U) rounds up with probability frac(y): the Bernoulli ξ of the paper
         q = torch.floor(y + u)
     else:
@@ -205,7 +206,7 @@ def nonuniform_quantize(
             gap = (above - below).clamp_min(torch.finfo(v.dtype).tiny)
             frac = ((flat - below) / gap).clamp(0.0, 1.0)
             if stochastic:
-                u = torch.rand(frac.shape, generator=generator, device=frac.device, dtype=v.dtype)
+                u = rng.rand(frac.shape, generator=generator, device=frac.device, dtype=v.dtype)
                 up = u < frac
             else:
                 up = frac > 0.5
