@@ -61,13 +61,16 @@ def _kaiming_theta(target: HyperTarget, generator: torch.Generator | None) -> to
     own = target.unflatten(target.own_parameters().detach())
     out = {}
     for name, value in own.items():
-        t = torch.empty_like(value)
         if value.ndim >= 2:
+            # drawn where the generator lives (recipes hand out a CPU one), then moved
+            where = generator.device if generator is not None else value.device
+            t = torch.empty(value.shape, dtype=value.dtype, device=where)
             nn.init.kaiming_normal_(t, mode="fan_in", nonlinearity="relu", generator=generator)
+            t = t.to(value.device)
         elif name.rsplit(".", 1)[-1] == "bias":
-            t.zero_()
+            t = torch.zeros_like(value)
         else:
-            t.copy_(value)
+            t = value.clone()
         out[name] = t
     return target.flatten(out)
 
