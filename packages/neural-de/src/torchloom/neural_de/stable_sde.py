@@ -152,7 +152,15 @@ class StableNeuralSDE(nn.Module):
     # --- the SDE in the paper's coordinates z --------------------------------------------------
 
     def zbar(self, t: Tensor, z: Tensor) -> Tensor:
-        """``z̄ = ζ(t, z, X(t))`` at time ``t`` for states ``z`` ``(B, H)``; ``(B, H)``."""
+        """``z̄ = ζ(t, z, X(t))``: the latent state mixed with the control path.
+
+        Args:
+            t: scalar time.
+            z: states ``(B, H)`` (positive for GSDE).
+
+        Returns:
+            ``(B, H)``.
+        """
         if self._path is None:
             raise RuntimeError("the drift needs a control path: call forward(path) or set_path")
         x = self._path.evaluate(t)
