@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_int, check_positive
 from torchloom.core.relax import gumbel_softmax
 from torchloom.nas.latency import LatencyTable, arch_latency_matrices
@@ -91,8 +92,8 @@ def sample_architectures(
     check_int(n, "n")
     out: list[dict[str, list[int]]] = [{} for _ in range(n)]
     for key, a in model_alphas(model).items():
-        probs = a.detach().softmax(-1).float().cpu()
-        draws = torch.multinomial(probs, n, replacement=True, generator=generator)  # (E, n)
+        probs = a.detach().softmax(-1)
+        draws = rng.multinomial(probs, n, replacement=True, generator=generator)  # (E, n)
         for i in range(n):
             out[i][key] = [int(v) for v in draws[:, i].tolist()]
     return out

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_positive
 from torchloom.core.relax import binary_gate, binary_gate_two_path
 from torchloom.nas.latency import LatencyTable, arch_latency_matrices
@@ -141,7 +142,7 @@ class ProxylessMixing:
         """
         with torch.no_grad():
             probs = logits.detach().softmax(-1)
-            active = torch.multinomial(probs.float(), 1, generator=self.generator)
+            active = rng.multinomial(probs, 1, generator=self.generator)
             gates = torch.zeros_like(probs).scatter_(-1, active, 1.0)
         return PathSample(gates, active)
 
