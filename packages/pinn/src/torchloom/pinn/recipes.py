@@ -340,7 +340,7 @@ def nclaw(ctx: RunContext) -> Result:
 
 
 @recipe(
-    name="pinn.nclaw_plastic",
+    name="pinn.nclaw-plastic",
     papers=(17,),
     claims=(
         Claim(
@@ -688,7 +688,7 @@ def moe(ctx: RunContext) -> Result:
     )
 
 
-@recipe(name="pinn.moe_burgers", papers=(13,), claims=_MOE_CLAIMS)
+@recipe(name="pinn.moe-burgers", papers=(13,), claims=_MOE_CLAIMS)
 def moe_burgers(ctx: RunContext) -> Result:
     """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on 1D Burgers."""
     torch.manual_seed(ctx.seed)
