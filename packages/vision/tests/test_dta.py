@@ -82,9 +82,16 @@ def test_expand_texture_constant_and_matches_renderer_albedo() -> None:
     img = render(tex, big)
     inside = (object_mask(big, 64) > 0.999).expand(-1, 3, -1, -1)
     err = (img - expand_texture(tex, big, 64))[inside].abs()
-    # bilinear (DTN input) and nearest (renderer) lookups differ only near block edges
-    assert float(err.median()) < 0.01
-    assert float((err < 0.02).float().mean()) > 0.65
+    # the DTN input follows the renderer's texel lookup: equal up to 8-bit quantisation
+    assert float(err.max()) <= 0.5 / 255 + 1e-6
+    # and it is linear in the texels: a random texture, then a sum of two
+    noise = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    err = (render(noise, big) - expand_texture(noise, big, 64))[inside].abs()
+    assert float(err.max()) <= 0.5 / 255 + 1e-6
+    torch.testing.assert_close(
+        expand_texture(noise + tex, big, 64),
+        expand_texture(noise, big, 64) + expand_texture(tex, big, 64),
+    )
 
 
 def test_expand_texture_gradcheck() -> None:
@@ -122,7 +129,14 @@ def test_attack_lowers_a_known_detector() -> None:
     g = torch.Generator().manual_seed(0)
     tex = optimize_camouflage(paste, Bright(), scenes, 4, steps=80, batch=8, lr=0.2, generator=g)
     assert tex.shape == (3, 4, 4)
-    assert float(tex.mean()) < 0.05 and float(tex.max()) < 0.2
+    # every texel that shows on the object in these scenes is driven to black (texels the
+    # nearest lookup never reaches get no gradient and keep their random start)
+    probe = tex.clone().requires_grad_(True)
+    expand_texture(probe, scenes, 16).sum().backward()
+    assert probe.grad is not None
+    seen = probe.grad > 0
+    assert int(seen.sum()) >= 30
+    assert float(tex[seen].mean()) < 0.05 and float(tex[seen].max()) < 0.2
 
 
 def test_tiny_detector_and_paints() -> None:

@@ -14,8 +14,9 @@ with expectation over transformations (EOT), to lower a detector's score.
   the resolution with nearest-texel lookup, box down-sampling and 8-bit quantisation. It runs
   without autograd and is only ever queried as a black box by the attack.
 * :func:`expand_texture`: the differentiable geometric part — the texture tiled over the
-  object's surface coordinates and warped to the image by the scene's affine pose
-  (``torch.nn.functional.grid_sample``), i.e. the paper's "expanded texture" ``η_exp``.
+  object's surface coordinates and mapped to the image by the scene's pose with the
+  renderer's texel lookup (a gather, linear in the texels), i.e. the paper's "expanded
+  texture" ``η_exp``.
 * :class:`DTN`: ``x̂ = (1 - m) ⊙ x_ref + m ⊙ f(x_ref, η_exp)``: from the reference render
   (the object with a neutral texture, which carries the scene's lighting) and the expanded
   texture, a small convolutional network predicts the rendered object, trained with
@@ -211,14 +212,8 @@ def render(texture: Tensor, scenes: Scenes) -> Tensor:
     n = len(scenes)
     texture = _check_texture(texture, n).to(scenes.cx.device, torch.float32)
     size = scenes.background.shape[-1]
-    k = texture.shape[-1]
     u, v, body, tyre, normal = _surface(scenes, size)
-    # nearest texel of the repeated pattern
-    iu = torch.floor((u * TILES[0]) % 1.0 * k).long().clamp(0, k - 1)
-    iv = torch.floor((v * TILES[1]) % 1.0 * k).long().clamp(0, k - 1)
-    flat = texture.flatten(2)  # (B, 3, k*k)
-    albedo = torch.gather(flat, 2, (iv * k + iu).flatten(1)[:, None].expand(-1, 3, -1))
-    albedo = albedo.view(n, 3, size, size)
+    albedo = _texel_lookup(texture, u, v)
     el, az = scenes.light_el.view(-1, 1, 1), scenes.light_az.view(-1, 1, 1)
     light = torch.stack(
         [torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], dim=1
@@ -237,9 +232,32 @@ def render(texture: Tensor, scenes: Scenes) -> Tensor:
     return torch.round(img.clamp(0, 1) * 255.0) / 255.0
 
 
+def _texel_lookup(texture: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """The nearest texel of the repeated pattern at surface coordinates ``(u, v)``.
+
+    Args:
+        texture: ``(B, 3, k, k)``.
+        u, v: ``(B, H, W)`` surface coordinates.
+
+    Returns:
+        ``(B, 3, H, W)`` albedo, differentiable in ``texture`` (a gather).
+    """
+    n, _, k, _ = texture.shape
+    iu = torch.floor((u * TILES[0]) % 1.0 * k).long().clamp(0, k - 1)
+    iv = torch.floor((v * TILES[1]) % 1.0 * k).long().clamp(0, k - 1)
+    flat = texture.flatten(2)  # (B, 3, k*k)
+    idx = (iv * k + iu).flatten(1)[:, None].expand(-1, 3, -1)
+    return torch.gather(flat, 2, idx).view(n, 3, *u.shape[1:])
+
+
 def expand_texture(texture: Tensor, scenes: Scenes, size: int) -> Tensor:
     """Differentiable "expanded texture" ``η_exp`` ``(B, 3, size, size)``: the repeated pattern
-    at every pixel's surface coordinates (bilinear, wrap-around), zero off the body.
+    mapped onto the body by the object's (known) surface parameterisation, zero off the body.
+
+    The texel layout follows the renderer's texture mapping (nearest texel at 2x
+    supersampling, box down-sampled), so the DTN only has to learn the photometric part
+    (shading, light colour, highlights, quantisation); the lookup is a gather, hence linear
+    and differentiable in the texel values.
 
     Args:
         texture: ``(B | 1, 3, k, k)`` or ``(3, k, k)``.
@@ -251,20 +269,10 @@ def expand_texture(texture: Tensor, scenes: Scenes, size: int) -> Tensor:
     """
     n = len(scenes)
     texture = _check_texture(texture, n)
-    k = texture.shape[-1]
-    u, v, _, _, _ = _surface(scenes, size)
-    mask = object_mask(scenes, size)
-    # periodic bilinear lookup: pad one texel on each side, sample pixel centres
-    pad = F.pad(texture, (1, 1, 1, 1), mode="circular")
-    fu = (u * TILES[0]) % 1.0 * k  # texel coordinate in [0, k)
-    fv = (v * TILES[1]) % 1.0 * k
-    # grid_sample, align_corners=False: texel j of the padded texture spans [j, j + 1), and
-    # texel coordinate f of the original texture is f + 1 in the padded one
-    gx = (fu + 1.0) / (k + 2) * 2 - 1
-    gy = (fv + 1.0) / (k + 2) * 2 - 1
-    grid = torch.stack([gx, gy], dim=-1).to(texture.dtype)
-    out = F.grid_sample(pad, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out * mask.to(out.dtype)
+    u, v, body, _, _ = _surface(scenes, 2 * size)
+    albedo = _texel_lookup(texture, u.to(texture.device), v.to(texture.device))
+    albedo = albedo * body[:, None].to(albedo.device, albedo.dtype)
+    return F.avg_pool2d(albedo, 2)
 
 
 class DTN(nn.Module):

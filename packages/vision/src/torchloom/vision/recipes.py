@@ -651,7 +651,24 @@ def dta(ctx: RunContext) -> Result:
             .float()
             .mean()
         )
+        # where the transfer gap comes from: the DTA texture through the DTN on the held-out
+        # scenes, and through the true renderer and the DTN on the attack's own scenes
+        eval_exp = expand_texture(textures["dta"][None], eval_scenes, size).to(ctx.device)
+        eval_ref = render(grey, eval_scenes).to(ctx.device)
+        eval_mask = object_mask(eval_scenes, size).to(ctx.device)
+        via_dtn = float((detector(dtn(eval_ref, eval_exp, eval_mask)) > 0).float().mean())
+        seen = attack_scenes.index(slice(0, n_eval)).to("cpu")
+        on_seen = float(
+            (detector(render(textures["dta"][None], seen).to(ctx.device)) > 0).float().mean()
+        )
+        seen_dev = attack_scenes.index(slice(0, n_eval))
+        seen_exp = expand_texture(textures["dta"][None].to(ctx.device), seen_dev, size)
+        seen_dtn = dtn(attack_ref[:n_eval], seen_exp, object_mask(seen_dev, size))
+        on_seen_dtn = float((detector(seen_dtn) > 0).float().mean())
     metrics = {f"detection_rate_{n}": v for n, v in rates.items()}
+    metrics["detection_rate_dta_through_dtn"] = via_dtn
+    metrics["detection_rate_dta_attack_scenes"] = on_seen
+    metrics["detection_rate_dta_attack_scenes_through_dtn"] = on_seen_dtn
     metrics["detection_drop_vs_random"] = rates["random"] - rates["dta"]
     metrics["detection_drop_naive_vs_random"] = rates["random"] - rates["naive"]
     metrics["dtn_mse"] = mse_dtn
