@@ -95,7 +95,8 @@ def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
     with torch.no_grad():
         for x, y in zip(a, b, strict=True):
             y.weight.copy_(x.weight)
-            y.bias.copy_(x.bias)
+            if x.bias is not None and y.bias is not None:
+                y.bias.copy_(x.bias)
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
