@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import sys
+
 import pytest
 import torch
 
 from torchloom.explain.counterfactual import (
+    dice_counterfactuals,
     nearest_counterfactual,
     stability,
     stability_lipschitz_bound,
@@ -74,3 +78,39 @@ def test_bad_input() -> None:
         stability(lambda z: torch.sigmoid(z), x, sigma=0.1)
     with pytest.raises(ValueError, match="tau must lie in"):
         trex(logistic, x, tau=1.5, sigma=0.1)
+
+
+def test_dice_counterfactuals_flip_the_class_and_are_seeded() -> None:
+    pytest.importorskip("dice_ml")
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    x_train = torch.randn(200, 3, generator=g)
+    queries = x_train[logistic(x_train) < 0.3][:3]
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    py_before = random.getstate()
+    a = dice_counterfactuals(logistic, x_train, queries, method="genetic", seed=3)
+    assert np.array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    assert random.getstate() == py_before
+    assert a.found.shape == (3,) and a.x.shape == queries.shape and a.seconds > 0
+    validity = float((a.found & (logistic(a.x) > 0.5)).float().mean())
+    assert 0.0 <= validity <= 1.0
+    assert bool(a.found.any())
+    # every counterfactual DiCE returns is of the opposite class on the model it was given
+    assert bool((logistic(a.x[a.found]) > 0.5).all())
+    torch.testing.assert_close(a.x[~a.found], queries[~a.found])
+    b = dice_counterfactuals(logistic, x_train, queries, method="genetic", seed=3)
+    torch.testing.assert_close(a.x, b.x)
+
+
+def test_dice_counterfactuals_bad_input_and_missing_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="queries"):
+        dice_counterfactuals(logistic, x, torch.randn(2, 4))
+    with pytest.raises(ValueError, match="method"):
+        dice_counterfactuals(logistic, x, x[:2], method="gradient")
+    monkeypatch.setitem(sys.modules, "dice_ml", None)
+    with pytest.raises(ImportError):
+        dice_counterfactuals(logistic, x, x[:2])

@@ -4,7 +4,9 @@ grounding language plans in demonstrations (GLiDE)."""
 from importlib.metadata import version as _version
 
 from torchloom.explain.counterfactual import (
+    DiceResult as DiceResult,
     TRexResult as TRexResult,
+    dice_counterfactuals as dice_counterfactuals,
     nearest_counterfactual as nearest_counterfactual,
     stability as stability,
     stability_lipschitz_bound as stability_lipschitz_bound,
@@ -35,6 +37,7 @@ __version__ = _version("torchloom-explain")
 
 __all__ = [
     "TELL",
+    "DiceResult",
     "ModeClassifier",
     "ModePolicy",
     "ModeWorld",
@@ -46,6 +49,7 @@ __all__ = [
     "TRexResult",
     "Trajectories",
     "__version__",
+    "dice_counterfactuals",
     "feasibility_log_prob",
     "fit_modes",
     "grounding_loss",

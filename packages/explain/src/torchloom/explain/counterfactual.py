@@ -26,7 +26,9 @@ import torch
 from torchloom.core.checks import check_ndim, check_positive, check_probability
 
 __all__ = [
+    "DiceResult",
     "TRexResult",
+    "dice_counterfactuals",
     "nearest_counterfactual",
     "stability",
     "stability_lipschitz_bound",
@@ -196,3 +198,108 @@ def trex(
     with torch.no_grad():
         r = stability(model, x, sigma, k, noise=noise)
     return TRexResult(x, r, r >= tau, steps)
+
+
+@dataclass(frozen=True)
+class DiceResult:
+    """DiCE output on ``B`` queries: counterfactuals ``x (B, D)`` (the query itself where DiCE
+    returned none), ``found (B,)`` (DiCE returned a counterfactual) and the wall time in seconds
+    of the whole call (``seconds / B`` per instance)."""
+
+    x: torch.Tensor
+    found: torch.Tensor
+    seconds: float
+
+
+def dice_counterfactuals(
+    model: ProbModel,
+    x_train: torch.Tensor,
+    queries: torch.Tensor,
+    method: str = "genetic",
+    seed: int = 0,
+) -> DiceResult:
+    """One DiCE counterfactual (Mothilal, Sharma & Tan, FAT* 2020; the ``dice-ml`` package) of
+    the opposite class for each row of ``queries (B, D)``, on the same probability ``model``.
+
+    DiCE's model-agnostic ``method`` (``"genetic"`` or ``"random"``) is run through a
+    scikit-learn-style ``predict_proba`` wrapper around ``model``; ``x_train (N, D)`` is the
+    data DiCE draws feature ranges (and, for ``"genetic"``, its KD-tree initialisation) from.
+    ``dice-ml`` is optional: ``ImportError`` is raised when it is not installed.
+
+    Args:
+        model: maps ``(N, D)`` inputs to target-class probabilities ``(N,)``.
+        x_train: ``(N, D)`` training inputs.
+        queries: ``(B, D)`` instances to explain.
+        method: ``"genetic"`` or ``"random"``.
+        seed: seed of numpy's and Python's global generators during the call (DiCE draws from
+            them); the caller's global states are restored afterwards.
+
+    Returns:
+        A :class:`DiceResult`; ``found`` rows need not be valid, check ``model(x) > 0.5``.
+    """
+    import random
+    import time
+
+    import numpy as np
+
+    check_ndim(x_train, "x_train", 2, "(N, D)")
+    check_ndim(queries, "queries", 2, "(B, D)")
+    if queries.shape[1] != x_train.shape[1]:
+        raise ValueError(
+            f"queries must have D={x_train.shape[1]} features like x_train, got {queries.shape[1]}"
+        )
+    if method not in ("genetic", "random"):
+        raise ValueError(f"method must be 'genetic' or 'random', got {method!r}")
+    import dice_ml
+    import pandas as pd
+    from raiutils.exceptions import UserConfigValidationException
+
+    cols = [f"x{i}" for i in range(x_train.shape[1])]
+    yp = (_probs(model, x_train) > 0.5).long().cpu().numpy()
+    frame = pd.DataFrame(x_train.detach().cpu().double().numpy(), columns=cols)
+    frame["label"] = yp
+
+    class _Wrapped:
+        def predict_proba(self, values: Any) -> Any:
+            arr = np.array(values, dtype=np.float64)  # a writable copy
+            with torch.no_grad():
+                z = torch.as_tensor(arr, dtype=queries.dtype, device=queries.device)
+                p = _probs(model, z).double().cpu().numpy()
+            return np.stack([1 - p, p], 1)
+
+        def predict(self, values: Any) -> Any:
+            return (self.predict_proba(values)[:, 1] > 0.5).astype(np.int64)
+
+    data = dice_ml.Data(dataframe=frame, continuous_features=cols, outcome_name="label")
+    wrapped = dice_ml.Model(model=_Wrapped(), backend="sklearn")
+    explainer = dice_ml.Dice(data, wrapped, method=method)
+    out = queries.detach().clone()
+    found = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
+    # DiCE draws from numpy's legacy global generator and Python's `random`: seed both and
+    # restore the caller's states afterwards
+    state = np.random.get_state()  # noqa: NPY002
+    py_state = random.getstate()
+    np.random.seed(seed)  # noqa: NPY002
+    random.seed(seed)
+    start = time.perf_counter()
+    try:
+        for i in range(len(queries)):
+            q = pd.DataFrame(queries[i : i + 1].detach().cpu().double().numpy(), columns=cols)
+            kw: dict[str, Any] = {"random_seed": seed + i} if method == "random" else {}
+            try:
+                res = explainer.generate_counterfactuals(
+                    q, total_CFs=1, desired_class="opposite", verbose=False, **kw
+                )
+            except UserConfigValidationException:  # raised when DiCE finds none
+                continue
+            cfs = res.cf_examples_list[0].final_cfs_df
+            if cfs is None or len(cfs) == 0:
+                continue
+            row = torch.as_tensor(cfs[cols].to_numpy(np.float64)[0], dtype=queries.dtype)
+            out[i] = row.to(queries.device)
+            found[i] = True
+    finally:
+        seconds = time.perf_counter() - start
+        np.random.set_state(state)  # noqa: NPY002
+        random.setstate(py_state)
+    return DiceResult(out, found, seconds)
