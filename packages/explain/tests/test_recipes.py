@@ -23,6 +23,8 @@ def test_recipe_quick(r: Recipe, tmp_path: Path) -> None:
             "dice_validity_original",
             "dice_validity_retrained",
             "trex_validity_retrained_dice_queries",
+            "dice_validity_retrained_all",
+            "trex_validity_original_dice_queries",
         ):
             assert 0.0 <= m[key] <= 1.0, (key, m[key])
         assert m["dice_seconds_per_instance"] > 0 and m["trex_seconds_per_instance"] > 0
