@@ -86,17 +86,30 @@ def _ours(model: nn.Module, per_channel: bool) -> nn.Module:
     return model
 
 
+def _latent_weight(mod: nn.Module) -> torch.Tensor:
+    """The trained full-precision weight: the shadow tensor of a parametrised layer (its
+    ``weight`` property is a fresh quantised tensor, writing into it changes nothing)."""
+    if parametrize.is_parametrized(mod, "weight"):
+        return mod.parametrizations.weight.original  # type: ignore[union-attr,return-value]
+    w = mod.weight
+    assert isinstance(w, torch.Tensor)
+    return w
+
+
 def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every weight/bias of ``src`` into the layer at the same position in ``dst``."""
+    """Copy every weight/bias of ``src`` into the layer at the same position in ``dst`` (and
+    check that the copy took)."""
     a = [m for m in src.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     b = [m for m in dst.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     if len(a) != len(b):
         raise RuntimeError(f"layer count differs: {len(a)} vs {len(b)}")
     with torch.no_grad():
         for x, y in zip(a, b, strict=True):
-            y.weight.copy_(x.weight)
+            _latent_weight(y).copy_(x.weight)
             if x.bias is not None and y.bias is not None:
                 y.bias.copy_(x.bias)
+            if not torch.equal(_latent_weight(y), x.weight):
+                raise RuntimeError("initial weights were not copied")
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
