@@ -547,13 +547,19 @@ def dta(ctx: RunContext) -> Result:
 
     g = torch.Generator().manual_seed(ctx.seed)
     torch.manual_seed(ctx.seed)
-    size, k = 32, 8
+    # the camouflage has 16x16 texels; the detector's everyday paints are 8x8 patterns (each
+    # texel doubled, so they render exactly as 8x8 ones)
+    size, k = 32, 16
+
+    def paints(n: int, gen: torch.Generator) -> Tensor:
+        return paint_textures(n, 8, gen).repeat_interleave(k // 8, 2).repeat_interleave(k // 8, 3)
+
     grey = torch.full((1, 3, k, k), 0.5)
     n_det, n_dtn, n_eval = ctx.pick(256, 2048), ctx.pick(256, 2048), ctx.pick(128, 512)
-    det_steps, dtn_steps, atk_steps = ctx.pick(100, 600), ctx.pick(100, 600), ctx.pick(30, 300)
+    det_steps, dtn_steps, atk_steps = ctx.pick(100, 600), ctx.pick(100, 2000), ctx.pick(30, 300)
 
     # 1. a detector trained on renders: cars in everyday paints vs empty cluttered scenes
-    cars = render(paint_textures(n_det, k, g), sample_scenes(n_det, 2 * size, g))
+    cars = render(paints(n_det, g), sample_scenes(n_det, 2 * size, g))
     empty = sample_scenes(n_det, 2 * size, g)
     empty_img = F.avg_pool2d(empty.background, 2)
     empty_img = torch.round(empty_img * 255) / 255
@@ -588,7 +594,7 @@ def dta(ctx: RunContext) -> Result:
 
     train_in, train_out, _, _ = pairs(n_dtn, hard=False)
     test_in, test_out, test_exp, test_mask = pairs(n_eval, hard=True)
-    dtn = DTN(16).to(ctx.device)
+    dtn = DTN(ctx.pick(16, 32)).to(ctx.device)
     opt = torch.optim.Adam(dtn.parameters(), lr=2e-3)
     for _ in ctx.progress(range(dtn_steps), description="train DTN"):
         idx = torch.randint(0, n_dtn, (32,), generator=g).to(ctx.device)
@@ -616,7 +622,7 @@ def dta(ctx: RunContext) -> Result:
         return (1 - mask) * x_ref + mask * exp
 
     textures: dict[str, Tensor] = {
-        "paint": paint_textures(1, k, torch.Generator().manual_seed(ctx.seed + 1))[0],
+        "paint": paints(1, torch.Generator().manual_seed(ctx.seed + 1))[0],
         "random": torch.rand(3, k, k, generator=g),
     }
     for name, transform in (("dta", dtn), ("naive", paste)):
