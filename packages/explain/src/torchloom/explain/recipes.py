@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.explain.counterfactual import (
     dice_counterfactuals,
     nearest_counterfactual,
@@ -496,10 +496,7 @@ def modes(ctx: RunContext) -> Result:
         f"{metrics['policy_success_modes']:.2f}, BC {metrics['policy_success_bc']:.2f}"
     )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
     with torch.no_grad():

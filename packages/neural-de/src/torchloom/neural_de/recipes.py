@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from torchloom.core.data import two_moons
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.neural_de.cde import NeuralCDE, natural_cubic_path, observation_channels
 from torchloom.neural_de.ode import SolverStats, odesolve
 from torchloom.neural_de.regularize import RNODEField, solver_regularizer
@@ -152,10 +152,7 @@ def regularize(ctx: RunContext) -> Result:
         metrics[f"prediction_nfe_{r['arm']}"] = float(r["prediction_nfe"])
         metrics[f"test_accuracy_{r['arm']}"] = r["test_accuracy"]
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     names = [r["arm"] for r in rows]
@@ -328,10 +325,7 @@ def _irregular_benchmark(
 def _accuracy_plot(
     ctx: RunContext, rows: list[dict[str, Any]], names: list[str], title: str, filename: str
 ) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     rates = [100 * r["missing"] for r in rows]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.pinn.flame import FlameConfig, FlamePINN, reference_flame
 from torchloom.pinn.moe import (
     Burgers,
@@ -35,15 +35,6 @@ from torchloom.pinn.residual import MLP, partial, train_pinn
 from torchloom.pinn.sampling import sample_box
 
 __all__: list[str] = ["flame", "moe", "moe_burgers", "nclaw", "nclaw_plastic"]
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +97,7 @@ def flame(ctx: RunContext) -> Result:
     steps = ctx.pick((100, 5, 100), (2000, 300, 1000))  # Adam, L-BFGS, warm-up
     n_col = ctx.pick(100, 300)
     metrics: dict[str, float] = {}
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
     ref_err = []
     sl_err = []
@@ -316,7 +307,7 @@ def nclaw(ctx: RunContext) -> Result:
     metrics["nclaw_rest_stress"] = float(rest.abs().max())
     ctx.log(f"test rollout error: NCLaw {err_n:.2e}, MLP {err_m:.2e}")
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, sname in zip(axes[:3], truth):
         gt = truth[sname][-1].x.numpy()
@@ -444,7 +435,7 @@ def nclaw_plastic(ctx: RunContext) -> Result:
         metrics["nclaw_rest_identity"] = float((models["nclaw"][1](eye) - eye).abs().max())
     ctx.log(f"plastic test rollout error: NCLaw {err_n:.2e}, MLP {err_m:.2e}")
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
     for ax, sname in zip(axes, truth):
         gt = truth[sname][-1].x.numpy()
@@ -621,7 +612,7 @@ def _moe_compare(
         f"MoE {metrics['rel_l2_moe']:.3f}; solve time ratio {t_glob[-1] / t_moe[-1]:.1f}"
     )
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 5, figsize=(22, 3.6))
     shape = u_ref.shape
     ext = (pb.lower[0], pb.upper[0], 0, pb.t_end)

@@ -13,7 +13,7 @@ from torch import nn
 from torchloom.core.bench import median_times
 from torchloom.core.data import digits
 from torchloom.core.memory import SavedTensorMeter
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.nas.blocks import (
     PROXYLESS_OPS,
     ChainSupernet,
@@ -39,15 +39,6 @@ from torchloom.nas.space import PRIMITIVES, GumbelMixing
 from torchloom.nas.supernet import Supernet
 
 __all__: list[str] = ["dass", "fbnet", "proxyless_memory"]
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _batches(
@@ -126,7 +117,7 @@ def proxyless_memory(ctx: RunContext) -> Result:
         "proxyless_two_growth": mem["proxyless_two"][-1] / mem["proxyless_two"][0],
         "darts_over_proxyless_at_8": mem["darts"][-1] / mem["proxyless"][-1],
     }
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     styles = {"darts": "o-", "fbnet": "x--", "proxyless": "s-", "proxyless_two": "^--"}
     for name, vals in mem.items():
@@ -268,7 +259,7 @@ def fbnet(ctx: RunContext) -> Result:
     metrics["table_latency_ratio"] = mean(results["fbnet"]["table_lat"]) / mean(
         results["darts"]["table_lat"]
     )
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for k, marker in zip(methods, "so^"):
         ax.scatter(results[k]["lat"], results[k]["acc"], marker=marker, label=k)
@@ -431,7 +422,7 @@ def dass(ctx: RunContext) -> Result:
         "darts_weight_matched_nonzero": mean(matched_nonzero),
         "dass_advantage_weight_matched": mean(acc["dass"]) - mean(matched_acc),
     }
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for i, k in enumerate(("darts", "dass")):
         ax.bar(

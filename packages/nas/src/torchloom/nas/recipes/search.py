@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from torchloom.core.data import cifar10, digits
-from torchloom.core.recipes import Claim, Result, RunContext, recipe
+from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.nas.darts import DARTS
 from torchloom.nas.genotype import Genotype, derive_genotype
 from torchloom.nas.rarts import RARTS
@@ -44,15 +44,6 @@ SEARCH_OPS: tuple[str, ...] = (
 W_LR = 0.05
 """Weight learning rate of every search (method and baseline alike): twice DARTS's 0.025,
 because the digits searches run few steps."""
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> list[Batch]:
@@ -206,7 +197,7 @@ def _search_and_score(
 
 
 def _genotype_figure(ctx: RunContext, genotypes: dict[str, Genotype], name: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(genotypes), 2, figsize=(12, 3.2 * len(genotypes)), squeeze=False)
     for row, (label, g) in enumerate(genotypes.items()):
         for col, kind in enumerate(("normal", "reduce")):
@@ -218,7 +209,7 @@ def _genotype_figure(ctx: RunContext, genotypes: dict[str, Genotype], name: str)
 def _bars(
     ctx: RunContext, values: Mapping[str, Sequence[float]], ylabel: str, name: str, title: str
 ) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     labels = list(values)
     values = {k: [x for x in v if x == x] for k, v in values.items()}  # drop NaN (not measured)
@@ -454,7 +445,7 @@ def sharpdarts(ctx: RunContext) -> Result:
                 f"retrained {tally.lists('acc')[label][-1]:.3f}"
             )
     mean, mean_sup = tally.mean("acc"), tally.mean("supernet")
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for label, values in lrs.items():
         ax.plot(range(1, epochs + 1), values, marker="o", label=label)
