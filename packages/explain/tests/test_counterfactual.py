@@ -54,6 +54,23 @@ def test_wachter_and_nearest_counterfactuals_flip_the_class() -> None:
     assert bool(((near - x).norm(dim=1) <= (cf - x).norm(dim=1) + 1e-6).all())
 
 
+def test_log_prediction_loss_reaches_saturated_queries() -> None:
+    # a steep logistic model: m(x) ~ 1e-20 at the query, so (m - 1)^2 has no usable gradient
+    def steep(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(20 * (x @ W.to(x.dtype) - 0.3))
+
+    x = torch.tensor([[-1.0, 1.0, 0.0]])
+    assert float(steep(x)) < 1e-15
+    _, valid_sq = wachter_counterfactual(steep, x, steps=100, max_doublings=3)
+    cf, valid_log = wachter_counterfactual(
+        steep, x, steps=100, max_doublings=3, prediction_loss="log"
+    )
+    assert not bool(valid_sq.any())
+    assert bool(valid_log.all()) and float(steep(cf)) > 0.5
+    with pytest.raises(ValueError, match="prediction_loss"):
+        wachter_counterfactual(steep, x, prediction_loss="hinge")
+
+
 def test_trex_meets_tau_on_its_own_estimator() -> None:
     x = torch.tensor([[-1.0, 1.0, 0.0], [-2.0, 0.5, -1.0]])
     near, _ = nearest_counterfactual(logistic, x, steps=150)

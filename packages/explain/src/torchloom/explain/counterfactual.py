@@ -99,11 +99,19 @@ def wachter_counterfactual(
     lr: float = 0.05,
     steps: int = 200,
     max_doublings: int = 8,
+    prediction_loss: str = "squared",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Wachter et al.'s counterfactual: ``argmin λ (m(x') − 1)² + ‖x' − x‖²``, doubling ``λ`` for
-    rows still invalid. Returns ``x' (B, D)`` and validity ``m(x') > threshold`` ``(B,)``."""
+    """Wachter et al.'s counterfactual: ``argmin λ ℓ(m(x')) + ‖x' − x‖²``, doubling ``λ`` for
+    rows still invalid. Returns ``x' (B, D)`` and validity ``m(x') > threshold`` ``(B,)``.
+
+    ``prediction_loss="squared"`` is Wachter's ``ℓ = (m − 1)²``; its gradient vanishes where the
+    model is saturated (``m ≈ 0``), so those queries get no counterfactual. ``"log"`` uses
+    ``ℓ = −log m`` (cross-entropy towards the target class), whose gradient in the logit stays
+    ``≈ 1`` there."""
     check_ndim(x, "x", 2, "(B, D)")
     check_probability(threshold, "threshold")
+    if prediction_loss not in ("squared", "log"):
+        raise ValueError(f"prediction_loss must be 'squared' or 'log', got {prediction_loss!r}")
     x0 = x.detach()
     cf = x0.clone()
     lam_row = torch.full((x.shape[0],), float(lam), dtype=x.dtype, device=x.device)
@@ -114,7 +122,11 @@ def wachter_counterfactual(
         for _ in range(steps):
             opt.zero_grad()
             p = _probs(model, z)
-            loss = (lam_row * (p - 1) ** 2 + ((z - x0) ** 2).sum(1)).sum()
+            if prediction_loss == "squared":
+                pred = (p - 1) ** 2
+            else:  # tiny floor: a probability that underflowed to 0 must not give inf
+                pred = -p.clamp_min(torch.finfo(p.dtype).tiny).log()
+            loss = (lam_row * pred + ((z - x0) ** 2).sum(1)).sum()
             loss.backward()
             opt.step()
         with torch.no_grad():
