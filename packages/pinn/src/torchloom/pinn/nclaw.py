@@ -186,6 +186,17 @@ class PlasticityLaw(nn.Module):
         return R @ (S + _sym(self.mlp(invariants(F))))
 
 
+def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor) -> torch.Tensor:
+    """The unconstrained baselines' network: GELU MLP on ``vec F`` ``(..., 4)``, reshaped back to
+    ``(..., 2, 2)``."""
+    _check_F(F)
+    x = F.reshape(*F.shape[:-2], 4)
+    for layer in layers[:-1]:
+        x = nn.functional.gelu(layer(x))
+    out: torch.Tensor = layers[-1](x)
+    return out.reshape(F.shape)
+
+
 class MLPStress(nn.Module):
     """Unconstrained baseline: ``P = MLP(vec F)`` with biases and no invariance structure.
 
@@ -213,11 +224,7 @@ class MLPStress(nn.Module):
         Returns:
             ``(..., 2, 2)``.
         """
-        _check_F(F)
-        x = F.reshape(*F.shape[:-2], 4)
-        for layer in self.layers[:-1]:
-            x = nn.functional.gelu(layer(x))
-        return self.layers[-1](x).reshape(F.shape) * self.stress_scale
+        return _vec_mlp(self.layers, F) * self.stress_scale
 
 
 class MLPPlasticity(nn.Module):
@@ -249,11 +256,7 @@ class MLPPlasticity(nn.Module):
         Returns:
             ``(..., 2, 2)``.
         """
-        _check_F(F)
-        x = F.reshape(*F.shape[:-2], 4)
-        for layer in self.layers[:-1]:
-            x = nn.functional.gelu(layer(x))
-        return F + self.layers[-1](x).reshape(F.shape)
+        return F + _vec_mlp(self.layers, F)
 
 
 def neo_hookean_stress(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:

@@ -206,7 +206,7 @@ def _nclaw_scenarios() -> dict[str, MPMState]:
 
 
 def _rollout_error(
-    sim: MPM2D, truth: list[MPMState], law: Any, plasticity: Any = None
+    sim: MPM2D, truth: list[MPMState], *laws: Any
 ) -> tuple[list[float], list[MPMState], bool]:
     """Mean particle distance to the truth per step (a diverged rollout keeps its last error)."""
     errs: list[float] = []
@@ -216,7 +216,7 @@ def _rollout_error(
     with torch.no_grad():
         for k in range(1, len(truth)):
             try:
-                s = sim.step(s, law, plasticity)
+                s = sim.step(s, *laws)
             except ValueError:
                 diverged = True
             if diverged or not bool(torch.isfinite(s.x).all()):
@@ -228,6 +228,88 @@ def _rollout_error(
             # as wrong as the box is large (keeps one exploding baseline from dominating)
             errs.append(float((s.x.clamp(0, 1) - truth[k].x).norm(dim=1).mean()))
     return errs, states, diverged
+
+
+def _fit_rollouts(
+    ctx: RunContext,
+    sim: MPM2D,
+    train: list[MPMState],
+    laws: tuple[torch.nn.Module, ...],
+    opt: torch.optim.Optimizer,
+    *,
+    window: int,
+    iters: int,
+    name: str,
+    clip: float | None = None,
+) -> float:
+    """NCLaw's training: match ``window``-step rollouts from random starts of the one training
+    trajectory; ``laws`` go to ``sim.step`` (stress, optionally plasticity). Returns seconds."""
+    params = [p for law in laws for p in law.parameters()]
+    t0 = time.perf_counter()
+    for _ in ctx.progress(range(iters), description=f"train {name}"):
+        s0 = int(torch.randint(0, len(train) - 1 - window, (1,), generator=ctx.generator))
+        s = train[s0]
+        loss = torch.zeros((), dtype=torch.float64)
+        for k in range(1, window + 1):
+            s = sim.step(s, *laws)
+            loss = loss + ((s.x - train[s0 + k].x) ** 2).mean() / sim.dt**2
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(f"{name}: non-finite training loss at window {s0}")
+        opt.zero_grad()
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def _evaluate_rollouts(
+    sim: MPM2D,
+    truth: dict[str, list[MPMState]],
+    laws: dict[str, tuple[Any, ...]],
+    metrics: dict[str, float],
+) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], MPMState]]:
+    """Roll every law set out on every scenario; fills ``err_<scenario>_<law>`` (mean particle
+    error), ``diverged_*``, and the test-scenario means ``nclaw_test_error``, ``mlp_test_error``
+    and ``baseline_over_nclaw_test_error``. Returns the error curves and final states."""
+    curves: dict[tuple[str, str], list[float]] = {}
+    finals: dict[tuple[str, str], MPMState] = {}
+    for sname, tr in truth.items():
+        for lname, law in laws.items():
+            errs, states, diverged = _rollout_error(sim, tr, *law)
+            curves[(sname, lname)] = errs
+            finals[(sname, lname)] = states[-1]
+            metrics[f"err_{sname}_{lname}"] = float(np.mean(errs))
+            if diverged:
+                metrics[f"diverged_{sname}_{lname}"] = 1.0
+    tests = [k for k in truth if k.startswith("test")]
+    err_n = float(np.mean([metrics[f"err_{k}_nclaw"] for k in tests]))
+    err_m = float(np.mean([metrics[f"err_{k}_mlp"] for k in tests]))
+    metrics["nclaw_test_error"] = err_n
+    metrics["mlp_test_error"] = err_m
+    metrics["baseline_over_nclaw_test_error"] = err_m / max(err_n, 1e-300)
+    return curves, finals
+
+
+def _final_positions(
+    axes: Any,
+    truth: dict[str, list[MPMState]],
+    finals: dict[tuple[str, str], MPMState],
+    truth_label: str,
+    t_end: float,
+) -> None:
+    """One panel per scenario: final particle positions of the truth, NCLaw and the MLP."""
+    for ax, sname in zip(axes, truth):
+        gt = truth[sname][-1].x.numpy()
+        ax.scatter(gt[:, 0], gt[:, 1], s=4, c="k", alpha=0.4, label=truth_label)
+        for lname, col in (("nclaw", "tab:blue"), ("mlp", "tab:red")):
+            p = finals[(sname, lname)].x.numpy()
+            ax.scatter(p[:, 0], p[:, 1], s=3, c=col, alpha=0.6, label=lname)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{sname} (t = {t_end:.2f})", fontsize=9)
+    axes[0].legend(fontsize=7)
 
 
 @recipe(
@@ -268,40 +350,17 @@ def nclaw(ctx: RunContext) -> Result:
     metrics: dict[str, float] = {}
     for name, model in models.items():
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        t0 = time.perf_counter()
-        for _ in ctx.progress(range(iters), description=f"train {name}"):
-            s0 = int(torch.randint(0, n_steps - window, (1,), generator=ctx.generator))
-            s = train[s0]
-            loss = torch.zeros((), dtype=torch.float64)
-            for k in range(1, window + 1):
-                s = sim.step(s, model)
-                loss = loss + ((s.x - train[s0 + k].x) ** 2).mean() / sim.dt**2
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"{name}: non-finite training loss at window {s0}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        metrics[f"train_seconds_{name}"] = time.perf_counter() - t0
-    laws = {**models, "zero_stress": lambda F: torch.zeros_like(F)}
-    curves: dict[tuple[str, str], list[float]] = {}
-    finals: dict[tuple[str, str], MPMState] = {}
-    for sname, tr in truth.items():
-        for lname, law in laws.items():
-            errs, states, diverged = _rollout_error(sim, tr, law)
-            curves[(sname, lname)] = errs
-            finals[(sname, lname)] = states[-1]
-            metrics[f"err_{sname}_{lname}"] = float(np.mean(errs))
-            if diverged:
-                metrics[f"diverged_{sname}_{lname}"] = 1.0
+        metrics[f"train_seconds_{name}"] = _fit_rollouts(
+            ctx, sim, train, (model,), opt, window=window, iters=iters, name=name
+        )
+    laws = {name: (m,) for name, m in models.items()}
+    laws["zero_stress"] = (lambda F: torch.zeros_like(F),)
+    curves, finals = _evaluate_rollouts(sim, truth, laws, metrics)
     tests = [k for k in truth if k.startswith("test")]
-    err_n = float(np.mean([metrics[f"err_{k}_nclaw"] for k in tests]))
-    err_m = float(np.mean([metrics[f"err_{k}_mlp"] for k in tests]))
-    metrics["nclaw_test_error"] = err_n
-    metrics["mlp_test_error"] = err_m
+    err_n, err_m = metrics["nclaw_test_error"], metrics["mlp_test_error"]
     metrics["zero_stress_test_error"] = float(
         np.mean([metrics[f"err_{k}_zero_stress"] for k in tests])
     )
-    metrics["baseline_over_nclaw_test_error"] = err_m / max(err_n, 1e-300)
     with torch.no_grad():
         rest = models["nclaw"](torch.eye(2, dtype=torch.float64).expand(1, 2, 2))
     metrics["nclaw_rest_stress"] = float(rest.abs().max())
@@ -309,17 +368,7 @@ def nclaw(ctx: RunContext) -> Result:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for ax, sname in zip(axes[:3], truth):
-        gt = truth[sname][-1].x.numpy()
-        ax.scatter(gt[:, 0], gt[:, 1], s=4, c="k", alpha=0.4, label="ground truth")
-        for lname, col in (("nclaw", "tab:blue"), ("mlp", "tab:red")):
-            p = finals[(sname, lname)].x.numpy()
-            ax.scatter(p[:, 0], p[:, 1], s=3, c=col, alpha=0.6, label=lname)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
-        ax.set_title(f"{sname} (t = {n_steps * sim.dt:.2f})", fontsize=9)
-    axes[0].legend(fontsize=7)
+    _final_positions(axes[:3], truth, finals, "ground truth", n_steps * sim.dt)
     for (sname, lname), errs in curves.items():
         if sname.startswith("test") and lname != "zero_stress":
             axes[3].semilogy(np.maximum(errs, 1e-12), label=f"{lname}: {sname[5:]}")
@@ -392,7 +441,6 @@ def nclaw_plastic(ctx: RunContext) -> Result:
             plast_last.weight.zero_()
             if plast_last.bias is not None:
                 plast_last.bias.zero_()
-        params = list(stress.parameters()) + list(plast.parameters())
         # a 10× smaller step for the return mapping and clipped gradients: with one learning
         # rate for both, NCLaw's rollouts diverged after the impact (measured)
         opt = torch.optim.Adam(
@@ -401,35 +449,11 @@ def nclaw_plastic(ctx: RunContext) -> Result:
                 {"params": list(plast.parameters()), "lr": 3e-4},
             ]
         )
-        t0 = time.perf_counter()
-        for _ in ctx.progress(range(iters), description=f"train {name}"):
-            s0 = int(torch.randint(0, n_steps - window, (1,), generator=ctx.generator))
-            s = train[s0]
-            loss = torch.zeros((), dtype=torch.float64)
-            for k in range(1, window + 1):
-                s = sim.step(s, stress, plast)
-                loss = loss + ((s.x - train[s0 + k].x) ** 2).mean() / sim.dt**2
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"{name}: non-finite training loss at window {s0}")
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-        metrics[f"train_seconds_{name}"] = time.perf_counter() - t0
-    finals: dict[tuple[str, str], MPMState] = {}
-    for sname, tr in truth.items():
-        for lname, (stress, plast) in models.items():
-            errs, states, diverged = _rollout_error(sim, tr, stress, plast)
-            finals[(sname, lname)] = states[-1]
-            metrics[f"err_{sname}_{lname}"] = float(np.mean(errs))
-            if diverged:
-                metrics[f"diverged_{sname}_{lname}"] = 1.0
-    tests = [k for k in truth if k.startswith("test")]
-    err_n = float(np.mean([metrics[f"err_{k}_nclaw"] for k in tests]))
-    err_m = float(np.mean([metrics[f"err_{k}_mlp"] for k in tests]))
-    metrics["nclaw_test_error"] = err_n
-    metrics["mlp_test_error"] = err_m
-    metrics["baseline_over_nclaw_test_error"] = err_m / max(err_n, 1e-300)
+        metrics[f"train_seconds_{name}"] = _fit_rollouts(
+            ctx, sim, train, (stress, plast), opt, window=window, iters=iters, name=name, clip=10.0
+        )
+    _, finals = _evaluate_rollouts(sim, truth, dict(models), metrics)
+    err_n, err_m = metrics["nclaw_test_error"], metrics["mlp_test_error"]
     with torch.no_grad():
         eye = torch.eye(2, dtype=torch.float64).expand(1, 2, 2)
         metrics["nclaw_rest_identity"] = float((models["nclaw"][1](eye) - eye).abs().max())
@@ -437,17 +461,7 @@ def nclaw_plastic(ctx: RunContext) -> Result:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
-    for ax, sname in zip(axes, truth):
-        gt = truth[sname][-1].x.numpy()
-        ax.scatter(gt[:, 0], gt[:, 1], s=4, c="k", alpha=0.4, label="ground truth (von Mises)")
-        for lname, col in (("nclaw", "tab:blue"), ("mlp", "tab:red")):
-            p = finals[(sname, lname)].x.numpy()
-            ax.scatter(p[:, 0], p[:, 1], s=3, c=col, alpha=0.6, label=lname)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
-        ax.set_title(f"{sname} (t = {n_steps * sim.dt:.2f})", fontsize=9)
-    axes[0].legend(fontsize=7)
+    _final_positions(axes, truth, finals, "ground truth (von Mises)", n_steps * sim.dt)
     fig.tight_layout()
     return Result(metrics=metrics, figures=[ctx.savefig(fig, "nclaw_plastic.png")])
 
