@@ -56,6 +56,27 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2
     return hits / x.shape[0]
 
 
+def _classifier_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    label: str,
+) -> torch.Tensor:
+    """One cross-entropy step with gradient clipping at 1 and a scheduler step; returns the
+    (detached) loss."""
+    loss = F.cross_entropy(model(x), y)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
+    opt.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
 def _train(
     ctx: RunContext,
     model: nn.Module,
@@ -76,14 +97,7 @@ def _train(
         perm = torch.randperm(x_tr.shape[0], generator=ctx.generator).to(x_tr.device)
         for i in range(0, x_tr.shape[0], batch):
             idx = perm[i : i + batch]
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            _classifier_step(model, opt, sched, x_tr[idx], y_tr[idx], label)
         curve.append(_accuracy(model, x_te, y_te))
         if not ctx.quick:
             ctx.log(f"{label} epoch {len(curve)}: test accuracy {curve[-1]:.3f}")
@@ -126,14 +140,7 @@ def _train_steps(
     start = time.perf_counter()
     for step in ctx.progress(range(steps), total=steps, description=label):
         idx = torch.randint(x_tr.shape[0], (batch,), generator=ctx.generator).to(x_tr.device)
-        loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
-        opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = _classifier_step(model, opt, sched, x_tr[idx], y_tr[idx], label)
         if (step + 1) % every == 0 or step + 1 == steps:
             curve.append((step + 1, _accuracy(model, x_te, y_te)))
             if not ctx.quick:
