@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from torchloom.bayes.vi import MeanFieldLayer, TrainingFlopCounter, variational_layers
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_positive
 
 __all__ = [
@@ -372,7 +373,9 @@ class SSVI:
             if layer.last_input_shape is not None:
                 self.flops.add(layer.weight_grad_flops(layer.last_input_shape))
         else:
-            grow = torch.rand(mu.numel(), generator=self.generator).to(mu.device, mu.dtype)
+            grow = rng.rand(
+                (mu.numel(),), generator=self.generator, device=mu.device, dtype=mu.dtype
+            )
         grow = torch.where(active, torch.full_like(grow, -math.inf), grow)
         added = torch.topk(grow, k, largest=True).indices
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from torchloom.core import rng
 from torchloom.core.checks import check_ndim, check_positive, check_probability
 
 __all__ = [
@@ -67,7 +68,7 @@ def stability(
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
     if noise is None:
-        noise = torch.randn(k, *x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        noise = rng.randn((k, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
     elif noise.shape[1:] != x.shape:
         raise ValueError(
             f"noise must have shape (k, {x.shape[0]}, {x.shape[1]}), got {tuple(noise.shape)}"
@@ -193,7 +194,7 @@ def trex(
     check_ndim(x_cf, "x_cf", 2, "(B, D)")
     check_probability(tau, "tau")
     check_positive(sigma, "sigma")
-    noise = torch.randn(k, *x_cf.shape, generator=generator, dtype=x_cf.dtype).to(x_cf.device)
+    noise = rng.randn((k, *x_cf.shape), generator=generator, dtype=x_cf.dtype, device=x_cf.device)
     x = x_cf.detach().clone()
     steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     for _ in range(max_steps):

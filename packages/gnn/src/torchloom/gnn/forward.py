@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
+from torchloom.core import rng
 from torchloom.core.checks import check_positive
 
 __all__ = ["ForwardGNN", "add_virtual_nodes", "check_graph"]
@@ -162,7 +163,7 @@ class ForwardGNN(nn.Module):
         if self.mode == "sf":
             xa, ea = add_virtual_nodes(x, edge_index, y, train_mask, self.n_classes)
             return [xa], ea
-        shift = torch.randint(1, self.n_classes, y.shape, generator=generator).to(y.device)
+        shift = rng.randint(1, self.n_classes, y.shape, generator=generator, device=y.device)
         wrong = (y + shift) % self.n_classes
         return [
             self._with_labels(x, y, train_mask),

@@ -51,6 +51,7 @@ from torch.nn import functional as F
 from torch_geometric.nn import GCNConv, MessagePassing
 from torch_geometric.utils import coalesce, to_edge_index, to_undirected
 
+from torchloom.core import rng
 from torchloom.core.checks import check_int, check_probability
 from torchloom.gnn.forward import check_graph
 from torchloom.gnn.training import train_node_classifier
@@ -179,7 +180,7 @@ def recover_edges(
     """
     check_probability(ratio, "ratio")
     pairs = _upper(removed, num_nodes)
-    pick = torch.rand(pairs.shape[1], generator=generator).to(pairs.device) < ratio
+    pick = rng.rand((pairs.shape[1],), generator=generator, device=pairs.device) < ratio
     return _sym(torch.cat([_upper(kept, num_nodes), pairs[:, pick]], 1), num_nodes)
 
 
@@ -259,7 +260,7 @@ class STABLEEncoder(nn.Module):
         Returns:
             Scalar loss.
         """
-        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        perm = rng.randperm(x.shape[0], generator=generator, device=x.device)
         h, neg = self(x, anchor), self(x[perm], anchor)
         target = torch.cat([torch.ones(x.shape[0]), torch.zeros(x.shape[0])]).to(h)
         total = h.new_zeros(())
@@ -727,7 +728,7 @@ def random_attack(
         raise ValueError(f"mode must be 'add', 'remove' or 'flip', got {mode!r}")
     if m > cand.numel():
         raise ValueError(f"n_perturbations={m} exceeds the {cand.numel()} candidate pairs")
-    pick = cand[torch.randperm(cand.numel(), generator=generator)[:m].to(cand.device)]
+    pick = cand[rng.randperm(cand.numel(), generator=generator, device=cand.device)[:m]]
     r, c = iu[0, pick], iu[1, pick]
     a[r, c] = 1 - a[r, c]
     a[c, r] = a[r, c]
@@ -773,8 +774,8 @@ def dice_attack(
             f"budget ({n_del} deletions, {n_add} insertions) exceeds the candidates "
             f"({internal.numel()} internal edges, {external.numel()} external non-edges)"
         )
-    dels = internal[torch.randperm(internal.numel(), generator=generator)[:n_del].to(a.device)]
-    adds = external[torch.randperm(external.numel(), generator=generator)[:n_add].to(a.device)]
+    dels = internal[rng.randperm(internal.numel(), generator=generator, device=a.device)[:n_del]]
+    adds = external[rng.randperm(external.numel(), generator=generator, device=a.device)[:n_add]]
     for idx, val in ((dels, 0.0), (adds, 1.0)):
         a[iu[0, idx], iu[1, idx]] = val
         a[iu[1, idx], iu[0, idx]] = val
@@ -888,7 +889,7 @@ def pgd_attack(
     best_loss, best = -float("inf"), torch.zeros_like(s)
     with torch.no_grad():
         for _ in range(n_samples):
-            u = torch.rand(s.shape, generator=generator).to(dev)
+            u = rng.rand(s.shape, generator=generator, device=dev)
             cand = (u < s).to(x.dtype)
             if float(cand.sum()) > m:
                 continue

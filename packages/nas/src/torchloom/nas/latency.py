@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchloom.core import rng
 from torchloom.core.bench import median_time
 from torchloom.core.checks import check_floating, check_int
 
@@ -351,7 +352,7 @@ def measure_latency_table(
     dev = torch.device(device)
 
     def probe(s: Sequence[int]) -> torch.Tensor:
-        return torch.randn(tuple(s), generator=generator).to(dev)
+        return rng.randn(tuple(s), generator=generator, device=dev)
 
     entries: dict[str, dict[str, float]] = {}
     shapes: dict[str, tuple[int, ...]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_int, check_positive
 from torchloom.nas.darts import DARTS
 from torchloom.nas.search import Batch
@@ -215,7 +216,7 @@ def _power_iteration(
     crit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     arch: list[torch.nn.Parameter],
 ) -> float:
-    v = [torch.randn(a.shape, generator=generator).to(a) for a in arch]
+    v = [rng.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype) for a in arch]
 
     def hvp(vec: list[torch.Tensor]) -> list[torch.Tensor]:
         total = [torch.zeros_like(a) for a in arch]

@@ -22,6 +22,7 @@ import torch
 import torchsde
 from torch import Tensor, nn
 
+from torchloom.core import rng
 from torchloom.core.checks import check_finite, check_floating, check_ndim, check_positive
 
 __all__ = [
@@ -287,7 +288,7 @@ class LatentSDE(nn.Module):
         self._ctx = (ts, ctx)
         try:
             qz0_mean, qz0_logstd = self.qz0_net(ctx[0]).chunk(2, dim=1)
-            eps = torch.randn(qz0_mean.shape, generator=generator, dtype=xs.dtype).to(xs.device)
+            eps = rng.randn(qz0_mean.shape, generator=generator, dtype=xs.dtype, device=xs.device)
             z0 = qz0_mean + qz0_logstd.exp() * eps
             zs, log_ratio = sdeint(
                 self, z0, ts, method=method, dt=dt, logqp=True, generator=generator

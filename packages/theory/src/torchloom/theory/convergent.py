@@ -434,7 +434,7 @@ def convergence_summary(
     s, c = a.shape
     if s < 4:
         raise ValueError("need at least 4 samples")
-    perm = torch.randperm(s, generator=generator).to(a.device)
+    perm = rng.randperm(s, generator=generator, device=a.device)
     fit, ev = perm[: s // 2], perm[s // 2 :]
     af, bf, ae, be = a[fit], b[fit], a[ev], b[ev]
     caa, cbb, cab = correlation_matrices(af, bf)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_ndim, check_positive
 from torchloom.theory._gaussian import (
     ActivationLike,
@@ -263,7 +264,7 @@ def sample_preactivations(
     act = get_activation(activation)
 
     def draw(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator, dtype=x.dtype).to(x.device)
+        return rng.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
 
     h = x.expand(n_networks, *x.shape)
     out = []

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_int, check_positive, check_probability
 from torchloom.core.func import hvp
 
@@ -285,7 +286,7 @@ def sharpness(
     """
     iters = check_int(iters, "iters")
     f, flat = _loss_of_flat(model, x, y, loss)
-    v = torch.randn(flat.shape, generator=generator, dtype=flat.dtype).to(flat.device)
+    v = rng.randn(flat.shape, generator=generator, dtype=flat.dtype, device=flat.device)
     v = v / v.norm()
     lam = 0.0
     for _ in range(iters):
@@ -383,7 +384,7 @@ def opposing_signals_toy(
     check_probability(outlier_fraction, "outlier_fraction")
     check_positive(noise, "noise", strict=False)
     check_positive(signal, "signal")
-    y = torch.randint(0, 2, (n,), generator=generator).to(dtype) * 2 - 1
+    y = rng.randint(0, 2, (n,), generator=generator).to(dtype) * 2 - 1
     core = noise * torch.randn(n, dim, generator=generator, dtype=dtype)
     core[:, 0] += signal * y
     out = torch.rand(n, generator=generator) < outlier_fraction

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_ndim, check_positive
 
 __all__ = [
@@ -333,5 +334,5 @@ def sample_scale_mixture_prior(
             torch.tensor(float(beta), dtype=torch.float64),
         ).sample((n_samples,))
     s = (1.0 / gam).to(k.dtype).to(k.device)
-    z = torch.randn(n_samples, n, generator=generator, dtype=k.dtype).to(k.device)
+    z = rng.randn((n_samples, n), generator=generator, dtype=k.dtype, device=k.device)
     return s.sqrt()[:, None] * (z @ chol.T), s

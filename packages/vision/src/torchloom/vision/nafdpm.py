@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_ndim, check_positive
 
 __all__ = [
@@ -330,8 +331,8 @@ class ResidualDiffusion(nn.Module):
         r0 = x - x_hat.detach()
         b = x.shape[0]
         ab = self.alpha_bars.to(x.dtype)
-        t = torch.randint(0, ab.numel(), (b,), generator=generator).to(x.device)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        t = rng.randint(0, ab.numel(), (b,), generator=generator, device=x.device)
+        noise = rng.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         a = ab[t].view(-1, 1, 1, 1)
         r_t = a.sqrt() * r0 + (1.0 - a).sqrt() * noise
         r0_hat = self.denoiser(torch.cat([r_t, x_hat.detach()], dim=1), t)
@@ -346,7 +347,7 @@ class ResidualDiffusion(nn.Module):
         check_floating(y, "y")
         check_positive(steps, "steps")
         x_hat = self.predictor(y)
-        noise = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+        noise = rng.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
 
         def denoise(r_t: Tensor, t: Tensor) -> Tensor:
             return self.denoiser(torch.cat([r_t, x_hat], dim=1), t)
@@ -619,8 +620,8 @@ def ocr_aware_loss(
     x_hat = model.predictor(y)
     r0 = x - x_hat.detach()
     ab = model.alpha_bars.to(x.dtype)
-    t = torch.randint(0, ab.numel(), (x.shape[0],), generator=generator).to(x.device)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    t = rng.randint(0, ab.numel(), (x.shape[0],), generator=generator, device=x.device)
+    noise = rng.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     a = ab[t].view(-1, 1, 1, 1)
     r_t = a.sqrt() * r0 + (1.0 - a).sqrt() * noise
     r0_hat = model.denoiser(torch.cat([r_t, x_hat.detach()], dim=1), t)
