@@ -13,8 +13,9 @@ export PYTHONPATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/env.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" | tee -a "$OUT/env.txt"
 # 1) the tests parametrised by the `device` fixture, on CUDA only
-(TORCHLOOM_DEVICE=cuda timeout 240 python3 -m pytest packages -m "not slow" -k cuda -n 6 \
-    --timeout 200 -q -rfE -p no:cacheprovider -p no:benchmark --durations=10 \
+# -v: every result is logged as it happens, so a timeout still leaves the names of failures
+(TORCHLOOM_DEVICE=cuda timeout 300 python3 -m pytest packages -m "not slow" -k cuda -n 6 \
+    --timeout 200 -v --tb=short -rfE -p no:cacheprovider -p no:benchmark --durations=10 \
     >"$OUT/gpu_tests.log" 2>&1; echo "pytest rc=$?" >>"$OUT/gpu_tests.log") &
 # 2) recipes' quick modes on CUDA, 6 at a time
 mkdir -p /tmp/runs
@@ -32,4 +33,4 @@ print('\n'.join(n for n in sorted(discover()) if pat.search(n)))" "${1:-.}" >/tm
 timeout 150 python3 packages/snn/benchmarks/bench_lif.py --device cuda --out "$OUT" \
     >"$OUT/bench_lif.log" 2>&1; echo "bench rc=$?" >>"$OUT/bench_lif.log"
 wait
-tail -12 "$OUT/gpu_tests.log"; cut -c1-160 "$OUT/recipes.log"; tail -12 "$OUT/bench_lif.log"
+grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | cut -c1-200 | head -40; tail -4 "$OUT/gpu_tests.log"; cut -c1-160 "$OUT/recipes.log"; tail -12 "$OUT/bench_lif.log"
