@@ -248,3 +248,21 @@ def test_nafnet_global_residual_switch() -> None:
     NAFNet(1, 3, global_residual=False)  # more outputs than inputs is fine without the skip
     with pytest.raises(ValueError, match="out_channels"):
         NAFNet(1, 3)
+
+
+def test_frozen_crnn_passes_input_gradients_on_every_device(device: torch.device) -> None:
+    """OCR-aware fine-tuning backpropagates through a CRNN in eval mode (cuDNN refuses that)."""
+    from torchloom.vision.nafdpm import CRNN
+
+    torch.manual_seed(0)
+    crnn = CRNN(height=24).eval().requires_grad_(False)
+    x = torch.rand(2, 1, 24, 32, dtype=torch.float64)
+    grads = []
+    for dev in (torch.device("cpu"), device):
+        xd = x.to(dev).requires_grad_(True)
+        model = crnn.to(device=dev, dtype=torch.float64)
+        model.loss(xd, ["AB", "C1"]).backward()
+        assert xd.grad is not None
+        grads.append(xd.grad.cpu())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])

@@ -110,6 +110,10 @@ def _peak_bytes(
             "<=",
             0.7,
             paper="SLTT-K cuts training time further; SLTT >50% faster than BPTT (Tab. 2)",
+            # a wall-clock ratio: checked in the full run only, never in the test suite (the
+            # quick run's 3 tiny epochs measured 0.54-0.57 on CPU but 0.74 on an H200, where
+            # kernel launches dominate at this size)
+            quick=False,
         ),
         Claim(
             "acc_gap_points",

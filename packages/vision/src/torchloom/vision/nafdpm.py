@@ -578,7 +578,13 @@ class CRNN(nn.Module):
             )
         f = self.features(x)  # (B, C, H/8, W/4)
         seq = f.flatten(1, 2).permute(2, 0, 1)  # (T, B, C * H/8)
-        out, _ = self.rnn(seq)
+        if seq.is_cuda and not self.training and torch.is_grad_enabled():
+            # a frozen recogniser is a differentiable loss in OCR-aware fine-tuning, and cuDNN's
+            # RNN backward refuses eval mode; the native kernel does not
+            with torch.backends.cudnn.flags(enabled=False):
+                out, _ = self.rnn(seq)
+        else:
+            out, _ = self.rnn(seq)
         return F.log_softmax(self.head(out), dim=-1)
 
     def loss(self, x: Tensor, texts: Sequence[str], alphabet: str = TEXT_ALPHABET) -> Tensor:

@@ -47,7 +47,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def device(request: pytest.FixtureRequest) -> torch.device:
     """A ``torch.device`` to run the test on (one test per available device)."""
     name = getattr(request, "param", "cpu")
-    return torch.device(name)
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        # tensors report "cuda:0", and torch.device("cuda") != torch.device("cuda:0"): give
+        # tests the indexed device so that `x.device == device` means what it says
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 @pytest.fixture(autouse=True)
