@@ -8,6 +8,7 @@ provides the ``device`` fixture, autouse seeding and the hypothesis profiles ``c
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from torchloom.core.recipes import Recipe, Result, recipes_in, run_recipe
 
 __all__ = [
     "assert_gradcheck",
+    "assert_matches_cpu",
     "assert_recipe_holds",
     "available_devices",
     "recipe_params",
@@ -67,6 +69,111 @@ def assert_gradcheck(
     )
     if not ok:  # pragma: no cover - raise_exception=True raises first
         raise AssertionError("gradcheck failed")
+
+
+def _to_device(obj: Any, dev: torch.device, grad: bool) -> Any:
+    """A fresh copy of ``obj`` on ``dev``: tensors become leaves (floating ones track grad)."""
+    if isinstance(obj, torch.nn.Module):
+        return copy.deepcopy(obj).to(dev)
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to(dev)
+        return t.requires_grad_(grad) if t.is_floating_point() else t
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(o, dev, grad) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, dev, grad) for k, v in obj.items()}
+    return obj
+
+
+def _leaves(obj: Any) -> list[tuple[str, torch.Tensor]]:
+    """Named tensors whose gradients are compared: floating input tensors, module parameters."""
+    if isinstance(obj, torch.nn.Module):
+        return [(n, p) for n, p in obj.named_parameters() if p.requires_grad]
+    if isinstance(obj, torch.Tensor):
+        return [("", obj)] if obj.requires_grad else []
+    if isinstance(obj, list | tuple):
+        return [(f"[{i}]{n}", t) for i, o in enumerate(obj) for n, t in _leaves(o)]
+    if isinstance(obj, dict):
+        return [(f"[{k!r}]{n}", t) for k, o in obj.items() for n, t in _leaves(o)]
+    return []
+
+
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    return lambda message: f"{prefix}: {message}"
+
+
+def assert_matches_cpu(
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    device: torch.device | str,
+    *,
+    grad: bool = True,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+) -> None:
+    """Run ``fn(*args)`` on the CPU and on ``device`` and compare outputs and gradients.
+
+    ``args`` may hold tensors, modules and nested lists/tuples/dicts of them (other values pass
+    through); each run gets fresh copies (modules deep-copied, tensors detached, floating ones
+    made leaves that track grad when ``grad``). Every tensor output must live on ``device`` and
+    match the CPU output. With ``grad``, the sum of all floating outputs times fixed random
+    weights is backpropagated and the gradients of floating inputs and module parameters
+    compared (a leaf without gradient must lack one on both devices). Use float64 inputs and
+    modules for tight tolerances. ``fn`` runs with the global seed set to 0 on both runs, so
+    host draws agree; draws from a device's own generator do not. Catches CPU-only code paths:
+    tensors created without ``device=``, host generators, kernels that refuse a mode on CUDA.
+
+    Args:
+        fn: the computation; its output is a tensor or a (nested) tuple/list/dict of tensors.
+        args: positional arguments of ``fn``.
+        device: the device to compare against the CPU (on ``cpu`` this checks determinism).
+        grad: also compare gradients.
+        atol: absolute tolerance.
+        rtol: relative tolerance.
+
+    Raises:
+        AssertionError: naming the output or gradient that differs.
+    """
+    dev = torch.device(device)
+    runs = []
+    for d in (torch.device("cpu"), dev):
+        call_args = [_to_device(a, d, grad) for a in args]
+        state = torch.random.get_rng_state()
+        torch.manual_seed(0)  # identical host draws inside fn on both runs
+        try:
+            out = fn(*call_args)
+        finally:
+            torch.random.set_rng_state(state)
+        flat, _ = torch.utils._pytree.tree_flatten(out)
+        outs = [o for o in flat if isinstance(o, torch.Tensor)]
+        for i, o in enumerate(outs):
+            if o.device.type != d.type:
+                raise AssertionError(f"output {i} is on {o.device}, expected {d}")
+        grads: dict[str, torch.Tensor | None] = {}
+        if grad:
+            weights = torch.Generator().manual_seed(1)
+            terms = [
+                (o * torch.rand(o.shape, generator=weights, dtype=o.dtype).to(d)).sum()
+                for o in outs
+                if o.is_floating_point() and o.requires_grad
+            ]
+            if terms:
+                torch.autograd.backward(terms)
+            grads = {n: t.grad for n, t in _leaves(call_args)}
+        runs.append(([o.detach().cpu() for o in outs], grads))
+    (cpu_outs, cpu_grads), (dev_outs, dev_grads) = runs
+    if len(cpu_outs) != len(dev_outs):
+        raise AssertionError(f"{len(dev_outs)} outputs on {dev}, {len(cpu_outs)} on the CPU")
+    for i, (a, b) in enumerate(zip(cpu_outs, dev_outs, strict=True)):
+        torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=_prefixed(f"output {i}"))
+    for name, g_cpu in cpu_grads.items():
+        g_dev = dev_grads[name]
+        if (g_cpu is None) != (g_dev is None):
+            raise AssertionError(f"gradient of {name or 'input'}: None on one device only")
+        if g_cpu is not None and g_dev is not None:
+            torch.testing.assert_close(
+                g_dev.cpu(), g_cpu, atol=atol, rtol=rtol, msg=_prefixed(f"grad {name}")
+            )
 
 
 def recipes_of(module: Any) -> list[Recipe]:
