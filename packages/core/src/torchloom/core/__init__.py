@@ -1,6 +1,6 @@
 """Shared autograd utilities, relaxations, implicit differentiation, recipes and testing helpers
 for torchloom. Submodules: ``autograd``, ``relax``, ``implicit``, ``func``, ``data``,
-``distributed``, ``recipes``, ``checks``, ``rng``, ``testing``."""
+``distributed``, ``recipes``, ``checks``, ``rng``, ``nn``, ``testing``."""
 
 from importlib.metadata import version as _version
 

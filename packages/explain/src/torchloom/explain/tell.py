@@ -15,7 +15,6 @@ Shapes: inputs ``(N, D)``; codes ``(N, d)``; centres ``(K, d)``.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -23,17 +22,9 @@ import torch
 from torch import nn
 
 from torchloom.core.checks import check_positive
+from torchloom.core.nn import mlp
 
 __all__ = ["TELL", "TELLClustering"]
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 class TELL(nn.Module):
@@ -72,9 +63,9 @@ class TELL(nn.Module):
         if n_clusters < 1:
             raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
         check_positive(alpha, "alpha")
-        self.encoder = encoder if encoder is not None else _mlp([in_features, *hidden, latent])
+        self.encoder = encoder if encoder is not None else mlp([in_features, *hidden, latent])
         self.decoder = (
-            decoder if decoder is not None else _mlp([latent, *reversed(hidden), in_features])
+            decoder if decoder is not None else mlp([latent, *reversed(hidden), in_features])
         )
         dim = in_features if isinstance(self.encoder, nn.Identity) else latent
         self.centers = nn.Parameter(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import statistics
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchloom.core.data import Split, digits
+from torchloom.core.nn import mlp
 from torchloom.core.recipes import Claim, Result, RunContext, recipe
 from torchloom.quantize.biper import (
     BiPerConv2d,
@@ -300,15 +300,6 @@ def biper_digits(ctx: RunContext) -> Result:
 # ----------------------------------------------------------------------------- distillation
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class _DigitsCNN(nn.Module):
     """The teacher: a small CNN with dropout on flattened 8×8 digits ``(B, 64)`` → ``(B, 10)``
     (the paper's teachers are wider, deeper convolutional nets with dropout)."""
@@ -412,7 +403,7 @@ def distill_digits(ctx: RunContext) -> Result:
         teacher.eval()
 
         torch.manual_seed(seed + 1)
-        init = _mlp(student_sizes).to(ctx.device)
+        init = mlp(student_sizes).to(ctx.device)
         fp = copy.deepcopy(init)
         _train(
             ctx,
