@@ -35,3 +35,35 @@ def test_bad_arguments() -> None:
         citation_graph(n_nodes=20)
     with pytest.raises(ValueError, match="homophily must lie in"):
         citation_graph(homophily=1.5)
+
+
+def test_subtopics_make_linked_nodes_share_words() -> None:
+    def mean_overlap(n_subtopics: int) -> tuple[float, float]:
+        d = citation_graph(
+            n_nodes=400,
+            n_words=1000,
+            topic_size=40,
+            topic_strength=0.4,
+            n_subtopics=n_subtopics,
+            generator=torch.Generator().manual_seed(0),
+        )
+        r, c = d.edge_index
+        intra = d.y[r] == d.y[c]
+        linked = (d.x[r[intra]] * d.x[c[intra]]).sum(1).mean()
+        # random pairs of the same class
+        g = torch.Generator().manual_seed(1)
+        i = torch.randint(0, 400, (4000,), generator=g)
+        j = torch.randint(0, 400, (4000,), generator=g)
+        same = (d.y[i] == d.y[j]) & (i != j)
+        rand = (d.x[i[same]] * d.x[j[same]]).sum(1).mean()
+        return float(linked), float(rand)
+
+    linked, rand = mean_overlap(4)
+    assert linked > 1.6 * rand  # the edge carries word similarity beyond the class
+    linked1, rand1 = mean_overlap(1)
+    assert abs(linked1 - rand1) < 0.25 * rand1  # class-level model: an edge says no more
+
+
+def test_bad_subtopics() -> None:
+    with pytest.raises(ValueError, match="n_subtopics"):
+        citation_graph(n_subtopics=0)

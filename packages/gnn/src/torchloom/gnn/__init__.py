@@ -21,6 +21,11 @@ from torchloom.gnn.lpgnas import (
     propagate as propagate,
     quantize_bits as quantize_bits,
 )
+from torchloom.gnn.peers import (
+    deeprobust_dice as deeprobust_dice,
+    deeprobust_metattack as deeprobust_metattack,
+    load_deeprobust as load_deeprobust,
+)
 from torchloom.gnn.snowflake import (
     EmbeddingFit as EmbeddingFit,
     LatentGraph as LatentGraph,
@@ -76,6 +81,8 @@ __all__ = [
     "check_graph",
     "citation_graph",
     "contrastive_embeddings",
+    "deeprobust_dice",
+    "deeprobust_metattack",
     "dice_attack",
     "embedding_distortion",
     "fit_best_val",
@@ -84,6 +91,7 @@ __all__ = [
     "graph_distances",
     "jaccard_prune",
     "jaccard_similarity",
+    "load_deeprobust",
     "pgd_attack",
     "propagate",
     "quantize_bits",
