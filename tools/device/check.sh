@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ON the device machine (carry .snap and .whl): CUDA tests, recipes' quick modes on CUDA,
-# the LIF benchmark on CUDA. Usage there: bash .snap/check.sh [recipe-name-regex]
+# the LIF benchmark on CUDA. Usage there: [PARTS=tests,recipes,bench] bash .snap/check.sh [recipe-regex]
 cd "$(dirname "$0")"
 SNAP=$(pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -12,14 +12,15 @@ PYTHONPATH=$(ls -d "$SNAP"/packages/*/src | paste -sd:):/tmp/site
 export PYTHONPATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/env.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" | tee -a "$OUT/env.txt"
+PARTS=${PARTS:-tests,recipes,bench}
 # 1) the tests parametrised by the `device` fixture, on CUDA only
 # -v: every result is logged as it happens, so a timeout still leaves the names of failures
-(TORCHLOOM_DEVICE=cuda timeout 300 python3 -m pytest packages -m "not slow" -k cuda -n 6 \
+[[ $PARTS == *tests* ]] && (TORCHLOOM_DEVICE=cuda timeout 300 python3 -m pytest packages -m "not slow" -k cuda -n 6 \
     --timeout 200 -v --tb=short -rfE -p no:cacheprovider -p no:benchmark --durations=10 \
     >"$OUT/gpu_tests.log" 2>&1; echo "pytest rc=$?" >>"$OUT/gpu_tests.log") &
 # 2) recipes' quick modes on CUDA, 6 at a time
 mkdir -p /tmp/runs
-(python3 -c "
+[[ $PARTS == *recipes* ]] && (python3 -c "
 import re, sys
 from torchloom.core.recipes import discover
 pat = re.compile(sys.argv[1])
@@ -30,7 +31,11 @@ print('\n'.join(n for n in sorted(discover()) if pat.search(n)))" "${1:-.}" >/tm
  for f in /tmp/runs/*.log; do grep -q "ok=True" "$f" || { echo "== $f"; tail -25 "$f"; }; done \
      >"$OUT/recipe_failures.log") &
 # 3) LIF benchmark vs snnTorch / SpikingJelly on CUDA
-timeout 150 python3 packages/snn/benchmarks/bench_lif.py --device cuda --out "$OUT" \
-    >"$OUT/bench_lif.log" 2>&1; echo "bench rc=$?" >>"$OUT/bench_lif.log"
+if [[ $PARTS == *bench* ]]; then
+    timeout 150 python3 packages/snn/benchmarks/bench_lif.py --device cuda --out "$OUT" \
+        >"$OUT/bench_lif.log" 2>&1; echo "bench rc=$?" >>"$OUT/bench_lif.log"
+fi
 wait
-grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | cut -c1-200 | head -40; tail -4 "$OUT/gpu_tests.log"; cut -c1-160 "$OUT/recipes.log"; tail -12 "$OUT/bench_lif.log"
+touch "$OUT/gpu_tests.log" "$OUT/recipes.log" "$OUT/bench_lif.log"
+grep -E "FAILED|ERROR" "$OUT/gpu_tests.log" | cut -c1-200 | head -40; tail -4 "$OUT/gpu_tests.log"
+cut -c1-160 "$OUT/recipes.log"; tail -12 "$OUT/bench_lif.log"
