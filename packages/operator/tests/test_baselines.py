@@ -35,3 +35,39 @@ def test_fno_and_deeponet_shapes() -> None:
         SpectralConv2d(1, 1, 5)(torch.randn(1, 1, 8, 8))
     with pytest.raises(ValueError, match="sizes"):
         mlp([3])
+
+
+def test_spectral_conv_equals_neuralop_with_the_same_weights() -> None:
+    """Our Fourier layer against the peer's: same kept modes, same output on an even grid."""
+    sc = pytest.importorskip("neuralop.layers.spectral_convolution")
+    torch.manual_seed(0)
+    m = 3
+    ours = SpectralConv2d(2, 3, modes=m)
+    peer = sc.SpectralConv(2, 3, n_modes=(2 * m, 2 * m))
+    w = torch.zeros_like(peer.weight.tensor)  # (in, out, 2m, m + 1): rows are freqs -m..m-1
+    w[:, :, m:, :m] = ours.weight[0].detach()  # frequencies 0..m-1
+    w[:, :, :m, :m] = ours.weight[1].detach()  # frequencies -m..-1
+    with torch.no_grad():
+        peer.weight.tensor.copy_(w)
+        peer.bias.zero_()
+    x = torch.randn(2, 2, 12, 10)
+    torch.testing.assert_close(peer(x), ours(x), rtol=1e-4, atol=1e-5)
+
+
+def test_neuralop_fno_on_odd_grids_matches_the_even_padded_run() -> None:
+    pytest.importorskip("neuralop")
+    from torchloom.operator.baselines import EvenGridFNO, neuralop_fno
+
+    torch.manual_seed(0)
+    net = neuralop_fno(1, 1, width=6, modes=3, depth=2)
+    assert isinstance(net, EvenGridFNO)
+    x = torch.randn(2, 1, 15, 15)
+    y = net(x)
+    assert y.shape == (2, 1, 15, 15)
+    xp = torch.nn.functional.pad(x, (0, 1, 0, 1), mode="replicate")
+    torch.testing.assert_close(y, net.inner(xp)[..., :15, :15])
+    # even grids pass through unchanged
+    x16 = torch.randn(1, 1, 16, 16)
+    torch.testing.assert_close(net(x16), net.inner(x16))
+    with pytest.raises(ValueError, match="modes"):
+        neuralop_fno(modes=0)

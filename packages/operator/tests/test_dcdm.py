@@ -13,6 +13,7 @@ from scipy.sparse.linalg import cg, spsolve
 from torchloom.operator.data import poisson_2d, ritz_rhs
 from torchloom.operator.dcdm import (
     DCDMNet,
+    DCDMResNet,
     dcdm_loss,
     dcdm_solve,
     ic0_preconditioner,
@@ -118,6 +119,39 @@ def test_training_lowers_the_loss() -> None:
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
 
 
+def test_resnet_is_local_and_size_independent() -> None:
+    """The authors' network: one set of weights for every grid, a finite receptive field."""
+    torch.manual_seed(0)
+    net = DCDMResNet(channels=4).double()
+    # receptive field radius: 5 full-resolution convs, 6 convs at half resolution (+ pooling),
+    # 4 after upsampling -> at most 5 + 2 * 6 + 1 + 4 = 22 cells
+    x = torch.randn(1, 1, 64, 64, dtype=torch.float64, requires_grad=True)
+    net(x)[0, 0, 10, 10].backward()
+    g = x.grad[0, 0].abs()  # type: ignore[index]
+    assert float(g[33:, :].max()) == 0.0 and float(g[:, 33:].max()) == 0.0
+    assert float(g[10, 10]) > 0 and float(g[10 + 15, 10]) > 0  # the coarse level reaches on
+    for n in (8, 16, 24):
+        assert net(torch.randn(2, 1, n, n, dtype=torch.float64)).shape == (2, 1, n, n)
+    # convolutions and 2x2 pooling only: the output commutes with even shifts away from the
+    # boundary (more than the receptive field from it)
+    y = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    y[0, 0, 30, 30] = 1.0
+    out, shifted = net(y), net(torch.roll(y, (2, 4), (2, 3)))
+    inner = (..., slice(24, 40), slice(24, 40))
+    torch.testing.assert_close(shifted[inner], torch.roll(out, (2, 4), (2, 3))[inner])
+    odd = net(torch.roll(y, (1, 0), (2, 3)))
+    assert not torch.allclose(odd[inner], torch.roll(out, (1, 0), (2, 3))[inner])
+
+
+def test_resnet_training_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    p = poisson_2d(8)
+    rhs = ritz_rhs(p, 64, modes=64, generator=torch.Generator().manual_seed(0))
+    net = DCDMResNet(channels=4)
+    losses = train_dcdm(net, p, rhs, steps=60, generator=torch.Generator().manual_seed(0))
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
+
+
 def test_ic0_is_incomplete_cholesky() -> None:
     p, _ = _problem(6)
     apply = ic0_preconditioner(p.matrix)
@@ -157,3 +191,9 @@ def test_bad_input() -> None:
         DCDMNet(levels=2)(torch.randn(1, 1, 6, 6))
     with pytest.raises(ValueError, match="activation"):
         DCDMNet(activation="gelu")
+    with pytest.raises(ValueError, match="levels"):
+        DCDMResNet(levels=-1)
+    with pytest.raises(ValueError, match="not divisible"):
+        DCDMResNet(levels=2)(torch.randn(1, 1, 6, 6))
+    with pytest.raises(ValueError, match="r must"):
+        DCDMResNet()(torch.randn(1, 2, 8, 8))

@@ -4,8 +4,10 @@ from importlib.metadata import version as _version
 
 from torchloom.operator.baselines import (
     DeepONet as DeepONet,
+    EvenGridFNO as EvenGridFNO,
     FNO2d as FNO2d,
     SpectralConv2d as SpectralConv2d,
+    neuralop_fno as neuralop_fno,
 )
 from torchloom.operator.data import (
     ODE_FAMILIES as ODE_FAMILIES,
@@ -18,6 +20,7 @@ from torchloom.operator.data import (
     darcy_solve as darcy_solve,
     gaussian_random_field as gaussian_random_field,
     gaussian_sources as gaussian_sources,
+    lanczos_ritz as lanczos_ritz,
     low_eigenvectors as low_eigenvectors,
     ode_dataset as ode_dataset,
     poisson_2d as poisson_2d,
@@ -25,6 +28,7 @@ from torchloom.operator.data import (
 )
 from torchloom.operator.dcdm import (
     DCDMNet as DCDMNet,
+    DCDMResNet as DCDMResNet,
     DCDMResult as DCDMResult,
     dcdm_loss as dcdm_loss,
     dcdm_solve as dcdm_solve,
@@ -66,9 +70,11 @@ __all__: list[str] = [
     "ODE_FAMILIES",
     "PROSE",
     "DCDMNet",
+    "DCDMResNet",
     "DCDMResult",
     "DarcyData",
     "DeepONet",
+    "EvenGridFNO",
     "ExprTokenizer",
     "FNO2d",
     "MgNO",
@@ -96,9 +102,11 @@ __all__: list[str] = [
     "gaussian_sources",
     "grid_lookup",
     "ic0_preconditioner",
+    "lanczos_ritz",
     "low_eigenvectors",
     "mg_levels_ok",
     "net_direction",
+    "neuralop_fno",
     "ode_dataset",
     "poisson_2d",
     "prose_loss",

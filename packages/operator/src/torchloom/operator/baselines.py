@@ -4,7 +4,8 @@
 ``σ(W u + K u)`` with ``K`` a truncated-spectrum multiplication (the lowest ``modes`` frequencies
 in both directions), projection by a 2-layer pointwise MLP. It stands in for neuraloperator's
 FNO, which is not a dependency. ``DeepONet`` is the unstacked DeepONet of Lu et al. (2021):
-``G(a)(x) = Σ_k b_k(a) t_k(x) + b₀``.
+``G(a)(x) = Σ_k b_k(a) t_k(x) + b₀``. :func:`neuralop_fno` builds the peer itself,
+neuraloperator's ``FNO`` (optional dependency, imported when called).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from torchloom.core.checks import check_floating
 
-__all__ = ["DeepONet", "FNO2d", "SpectralConv2d", "mlp"]
+__all__ = ["DeepONet", "EvenGridFNO", "FNO2d", "SpectralConv2d", "mlp", "neuralop_fno"]
 
 
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
@@ -171,3 +172,75 @@ class DeepONet(nn.Module):
         if t.ndim == 2:
             return b @ t.T + self.bias
         return torch.einsum("bp,bnp->bn", b, t) + self.bias
+
+
+class EvenGridFNO(nn.Module):
+    """Run a grid operator on an odd grid by padding one replicated row/column to even size.
+
+    ``(B, C, H, W) -> (B, C_out, H, W)``: pads odd ``H``/``W`` by one replicated cell at the end,
+    applies ``inner`` and crops back. neuraloperator 2.0.0's ``SpectralConv`` shifts the spectrum
+    back with ``fftshift`` instead of ``ifftshift`` (fixed upstream in PR #688), which misplaces
+    the frequencies by one on odd grids; on even grids the two coincide.
+
+    Args:
+        inner: the operator to wrap, ``(B, C, H', W') -> (B, C_out, H', W')``.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to even size, apply the wrapped operator, crop.
+
+        Args:
+            x: ``(B, C, H, W)``.
+
+        Returns:
+            ``(B, C_out, H, W)``.
+        """
+        x = check_floating(x, "x")
+        if x.ndim != 4:
+            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        return self.inner(x)[..., :h, :w]
+
+
+def neuralop_fno(
+    in_channels: int = 1,
+    out_channels: int = 1,
+    *,
+    width: int = 16,
+    modes: int = 8,
+    depth: int = 4,
+) -> nn.Module:
+    """neuraloperator's ``FNO`` (the issue's peer) with :class:`FNO2d`'s mode convention.
+
+    ``modes`` counts frequencies per sign as in :class:`SpectralConv2d`, i.e.
+    ``n_modes = (2·modes, 2·modes)`` for neuraloperator; its defaults otherwise (grid positional
+    embedding, channel MLPs, linear skips). Wrapped in :class:`EvenGridFNO` so that odd grids are
+    handled correctly. Requires the optional ``neuraloperator`` package.
+
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        width: hidden channels.
+        modes: Fourier modes per direction and sign.
+        depth: number of Fourier layers.
+
+    Returns:
+        A module ``(B, C_in, H, W) -> (B, C_out, H, W)``.
+    """
+    if modes < 1 or width < 1 or depth < 1:
+        raise ValueError(f"modes, width and depth must be >= 1, got {modes}, {width}, {depth}")
+    from neuralop.models import FNO
+
+    fno = FNO(
+        n_modes=(2 * modes, 2 * modes),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        hidden_channels=width,
+        n_layers=depth,
+    )
+    return EvenGridFNO(fno)

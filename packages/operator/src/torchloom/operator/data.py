@@ -30,6 +30,7 @@ __all__ = [
     "darcy_solve",
     "gaussian_random_field",
     "gaussian_sources",
+    "lanczos_ritz",
     "low_eigenvectors",
     "ode_dataset",
     "poisson_2d",
@@ -123,6 +124,51 @@ def low_eigenvectors(problem: PoissonProblem, k: int) -> np.ndarray:
     return vecs
 
 
+def lanczos_ritz(
+    problem: PoissonProblem, m: int, *, generator: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ritz values ``(k,)`` (ascending) and unit Ritz vectors ``(N, k)`` from ``m`` Lanczos steps.
+
+    As in the authors' dataset code: Lanczos with full reorthogonalisation started from
+    ``A g``, ``g ~ N(0, I)``; the eigenpairs of the tridiagonal matrix T give the Ritz pairs
+    ``(θ_i, V y_i)``. Ritz values below 1e-8 (zero modes) are dropped. ``k = m`` unless the
+    Krylov space is exhausted earlier; for ``m = N`` these are the exact eigenpairs.
+
+    Args:
+        problem: the SPD system.
+        m: Lanczos steps, ``1 <= m <= N``.
+        generator: randomness of the start vector.
+
+    Returns:
+        ``(values, vectors)``.
+    """
+    if not 1 <= m <= problem.size:
+        raise ValueError(f"m must be in [1, {problem.size}], got {m}")
+    a = problem.matrix
+    g = torch.randn(problem.size, generator=generator, dtype=torch.float64).numpy()
+    v = a @ (g * problem.fluid.reshape(-1).numpy())
+    basis = np.zeros((m, problem.size))
+    alpha, beta = np.zeros(m), np.zeros(m)
+    v = v / np.linalg.norm(v)
+    k = m
+    for j in range(m):
+        basis[j] = v
+        w = a @ v
+        alpha[j] = w @ v
+        for _ in range(2):  # full reorthogonalisation, twice is enough
+            w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+        beta[j] = np.linalg.norm(w)
+        if beta[j] < 1e-10 * max(1.0, abs(alpha[j])):  # invariant subspace reached
+            k = j + 1
+            break
+        v = w / beta[j]
+    t = np.diag(alpha[:k]) + np.diag(beta[: k - 1], 1) + np.diag(beta[: k - 1], -1)
+    vals, y = np.linalg.eigh(t)
+    vecs = basis[:k].T @ y
+    keep = vals >= 1e-8
+    return vals[keep], vecs[:, keep]
+
+
 def ritz_rhs(
     problem: PoissonProblem,
     count: int,
@@ -131,6 +177,7 @@ def ritz_rhs(
     low_weight: float = 9.0,
     generator: torch.Generator | None = None,
     basis: np.ndarray | None = None,
+    low_count: int | None = None,
 ) -> torch.Tensor:
     """Unit-norm right-hand sides from the span of low eigenvectors, ``(count, n, n)`` float32.
 
@@ -138,8 +185,11 @@ def ritz_rhs(
     by ``low_weight`` (paper: 9) on the lower half of the ``modes`` vectors so that the smooth,
     slow-to-converge part of the spectrum dominates. The paper takes Ritz vectors from a Lanczos
     run; at these sizes we use exact eigenvectors (the limit Ritz vectors converge to).
-    ``modes`` defaults to N/4. Solid cells are zeroed (the decoupled identity rows also have
-    eigenvectors there) before normalising.
+    ``modes`` defaults to N/4. ``basis`` ``(N, modes)`` replaces the eigenvectors (e.g. Ritz
+    vectors from :func:`lanczos_ritz`, ascending); ``low_count`` is how many of its first
+    vectors get ``low_weight`` (default ``modes // 2``; the authors' code: m/2 + θ, θ = m/20).
+    Solid cells are zeroed (the decoupled identity rows also have eigenvectors there) before
+    normalising.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
@@ -148,7 +198,10 @@ def ritz_rhs(
     if v.shape != (problem.size, m):
         raise ValueError(f"basis must have shape ({problem.size}, {m}), got {v.shape}")
     c = torch.randn(count, m, generator=generator, dtype=torch.float64)
-    c[:, : m // 2] *= low_weight
+    low = m // 2 if low_count is None else low_count
+    if not 0 <= low <= m:
+        raise ValueError(f"low_count must be in [0, {m}], got {low}")
+    c[:, :low] *= low_weight
     b = (c @ torch.from_numpy(v).T) * problem.fluid.reshape(-1)
     b = b / b.norm(dim=1, keepdim=True)
     return b.reshape(count, problem.n, problem.n).float()

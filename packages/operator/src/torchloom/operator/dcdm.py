@@ -26,6 +26,7 @@ from torchloom.operator.data import PoissonProblem
 
 __all__ = [
     "DCDMNet",
+    "DCDMResNet",
     "DCDMResult",
     "dcdm_loss",
     "dcdm_solve",
@@ -81,6 +82,89 @@ class DCDMNet(nn.Module):
         return self.out(h)
 
 
+class _ResBlock(nn.Module):
+    """``h + relu(conv(relu(conv(h))))`` with 3x3 convolutions, ``(B, c, H, W)``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 3, padding=1)
+        self.b = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + torch.relu(self.b(torch.relu(self.a(h))))
+
+
+class DCDMResNet(nn.Module):
+    """The authors' DCDM network, in 2D: ``(B, 1, n, n) -> (B, 1, n, n)``, any even ``n``.
+
+    As in Kaneda et al.'s reference code: a linear 3x3 convolution lifts to ``channels``; ReLU
+    residual blocks at full resolution (``fine``); ``levels`` 2x2 average poolings, each followed
+    by ``coarse`` residual blocks; nearest upsampling added to the skip of the finer level and
+    ``up`` residual blocks; a linear 1x1 convolution to one channel. The authors use
+    ``channels=16``, one level, ``fine=2, coarse=3, up=2`` (trained at 64³ and applied at 128³).
+    Nothing depends on ``n``, so a network trained on one grid runs on any larger one
+    (``n`` divisible by ``2**levels``).
+
+    Args:
+        channels: hidden channels.
+        levels: number of 2x2 average-pooling levels.
+        fine: residual blocks at full resolution (before pooling).
+        coarse: residual blocks after each pooling.
+        up: residual blocks after each upsampling.
+    """
+
+    def __init__(
+        self, channels: int = 16, levels: int = 1, fine: int = 2, coarse: int = 3, up: int = 2
+    ) -> None:
+        super().__init__()
+        for name, v, low in (
+            ("channels", channels, 1),
+            ("levels", levels, 0),
+            ("fine", fine, 1),
+            ("coarse", coarse, 0),
+            ("up", up, 0),
+        ):
+            if v < low:
+                raise ValueError(f"{name} must be >= {low}, got {v}")
+        c = channels
+        self.levels = levels
+        self.first = nn.Conv2d(1, c, 3, padding=1)
+        # full resolution: conv, then residual blocks, then conv (the skip to the up path)
+        self.fine_in = nn.Conv2d(c, c, 3, padding=1)
+        self.fine = nn.Sequential(*(_ResBlock(c) for _ in range(fine - 1)))
+        self.fine_out = nn.Conv2d(c, c, 3, padding=1)
+        self.coarse = nn.ModuleList(
+            nn.Sequential(*(_ResBlock(c) for _ in range(coarse))) for _ in range(levels)
+        )
+        self.up = nn.ModuleList(
+            nn.Sequential(*(_ResBlock(c) for _ in range(up))) for _ in range(levels)
+        )
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """Map residuals to search directions.
+
+        Args:
+            r: ``(B, 1, n, n)`` right-hand sides / residuals.
+
+        Returns:
+            ``(B, 1, n, n)`` directions ``q ≈ A⁻¹r`` up to scale.
+        """
+        if r.ndim != 4 or r.shape[1] != 1:
+            raise ValueError(f"r must have shape (B, 1, n, n), got {tuple(r.shape)}")
+        if r.shape[-1] % (2**self.levels) or r.shape[-2] % (2**self.levels):
+            raise ValueError(f"grid size {tuple(r.shape[-2:])} not divisible by 2**{self.levels}")
+        h = torch.relu(self.fine_in(self.first(r)))
+        h = torch.relu(self.fine_out(self.fine(h)))
+        skips = []
+        for blocks in self.coarse:
+            skips.append(h)
+            h = blocks(nn.functional.avg_pool2d(h, 2))
+        for blocks, s in zip(reversed(self.up), reversed(skips)):
+            h = blocks(nn.functional.interpolate(h, scale_factor=2, mode="nearest") + s)
+        return self.out(h)
+
+
 def dcdm_loss(q: torch.Tensor, b: torch.Tensor, apply: MatVec) -> torch.Tensor:
     """Mean of ``‖b − A q (qᵀb)/(qᵀAq)‖² / ‖b‖²`` over the batch; ``q, b``: ``(B, ...)``."""
     if q.shape != b.shape:
@@ -96,7 +180,7 @@ def dcdm_loss(q: torch.Tensor, b: torch.Tensor, apply: MatVec) -> torch.Tensor:
 
 
 def train_dcdm(
-    net: DCDMNet,
+    net: nn.Module,
     problem: PoissonProblem,
     rhs: torch.Tensor,
     *,
