@@ -187,7 +187,7 @@ def graph_distances(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
     dist = shortest_path(adj, directed=False, unweighted=True)
     if not np.isfinite(dist).all():
         raise ValueError("graph is disconnected: some shortest-path distances are infinite")
-    return torch.as_tensor(dist, dtype=torch.float32)
+    return torch.as_tensor(dist, dtype=torch.float32, device=edge_index.device)
 
 
 def embedding_distortion(learned: Tensor, true: Tensor) -> dict[str, float]:

@@ -677,14 +677,16 @@ class HardConstraintMoE(nn.Module):
         check_int(n_ic, "n_ic")
         check_int(n_bc, "n_bc")
         e = self.edges()
-        dtype = self.basis.weights[0].dtype
+        dtype, device = self.basis.weights[0].dtype, self.basis.weights[0].device
         u = torch.rand(self.K, n_per_expert, 2, generator=generator, dtype=torch.float64)
         x = e[:-1, None] + u[..., 0] * (e[1:] - e[:-1])[:, None]
         t = u[..., 1] * self.problem.t_end
         xi = e[0] + (torch.arange(n_ic, dtype=torch.float64) + 0.5) / n_ic * (e[-1] - e[0])
         ic = torch.stack([xi, torch.zeros_like(xi)], -1)
         bc_t = torch.linspace(0.0, self.problem.t_end, n_bc, dtype=torch.float64)
-        return torch.stack([x, t], -1).to(dtype), ic.to(dtype), bc_t.to(dtype)
+        # drawn in float64 on the generator's (CPU) side, returned where the basis lives
+        out = (torch.stack([x, t], -1), ic, bc_t)
+        return tuple(v.to(device=device, dtype=dtype) for v in out)  # type: ignore[return-value]
 
     def basis_terms(
         self, pts: torch.Tensor
