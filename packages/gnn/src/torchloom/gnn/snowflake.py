@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from torchloom.core import rng
 from torchloom.gnn.training import fit_best_val
 
 __all__ = [
@@ -321,8 +322,8 @@ class LatentGraph(nn.Module):
         logp = self.log_probs(x)
         scores = logp.detach()
         if self.training:
-            u = torch.rand(scores.shape, generator=generator, dtype=scores.dtype)
-            scores = scores - torch.log(-torch.log(u.to(scores.device).clamp_min(1e-20)))
+            u = rng.rand(scores.shape, generator=generator, dtype=scores.dtype, device=x.device)
+            scores = scores - torch.log(-torch.log(u.clamp_min(1e-20)))
         idx = scores.topk(self.k, dim=1).indices
         n = x.shape[0]
         dst = torch.arange(n, device=x.device).repeat_interleave(self.k)
