@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_int, check_positive
 
 __all__ = [
@@ -293,7 +294,7 @@ class NeuMeta(nn.Module):
         clean_first: bool,
     ) -> torch.Tensor:
         """Coordinate features ``(samples, numel, 5 + 6F)`` of every entry of ``name``."""
-        device = next(self.parameters()).device
+        ref = next(self.parameters())
         rows, cols = shape[0], shape[1] if len(shape) == 2 else 1
         r, c = torch.meshgrid(
             torch.arange(rows, dtype=torch.float32),
@@ -304,7 +305,7 @@ class NeuMeta(nn.Module):
         c = c.reshape(1, -1).expand(samples, -1)
         if noise > 0:
             # the first draw is the clean coordinate; the rest are jittered by ±noise/2 index
-            jitter = (torch.rand((2, samples, rows * cols), generator=generator) - 0.5) * noise
+            jitter = (rng.rand((2, samples, rows * cols), generator=generator) - 0.5) * noise
             if clean_first:
                 jitter[:, 0] = 0.0
             r, c = r + jitter[0], c + jitter[1]
@@ -320,7 +321,7 @@ class NeuMeta(nn.Module):
                 torch.full_like(r, cols / max_cols),
             ],
             dim=-1,
-        ).to(device)
+        ).to(device=ref.device, dtype=ref.dtype)
         # positions get sin/cos octaves; the size ratios stay raw, so that a width never seen
         # in training is a smooth interpolation rather than a new high-frequency code
         pos = x[..., :3]
@@ -380,7 +381,8 @@ class NeuMeta(nn.Module):
     ) -> nn.Sequential:
         """A plain ``nn.Sequential`` of hidden width ``width`` (any width, also untrained ones),
         with weights averaged over ``samples`` noisy coordinate draws."""
-        net = self._template(width).to(next(self.parameters()).device)
+        ref = next(self.parameters())
+        net = self._template(width).to(device=ref.device, dtype=ref.dtype)
         net.load_state_dict(self.weights(width, noise if samples > 1 else 0.0, samples, generator))
         return net
 
