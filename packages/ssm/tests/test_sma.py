@@ -62,6 +62,8 @@ def test_local_attention_equals_dense_band(
 
 
 def _layer(**kw) -> SeqBoatLayer:
+    # full-size GAU outputs (gamma ~ 1) so that the equivalences below compare large numbers
+    kw.setdefault("init", "unit_gamma")
     torch.manual_seed(0)
     return SeqBoatLayer(8, d_qk=6, state_dim=4, window=4, **kw).double()
 
@@ -219,3 +221,50 @@ def test_init_gate_bias_starts_every_token_activated() -> None:
     # the bias only moves the "activate" logit
     torch.testing.assert_close(on.hx_proj.bias[2:], torch.zeros(8))
     assert float(on.hx_proj.bias[0].detach()) == 0.0
+
+
+def test_authors_init_truncated_normal_and_near_zero_gau_output() -> None:
+    torch.manual_seed(0)
+    layer = SeqBoatLayer(32, d_qk=16, state_dim=4, window=4)  # init="authors"
+    gau = layer.gau
+    for name, w in (
+        ("proj", gau.proj.weight),
+        ("out", gau.out.weight),
+        ("gamma", gau.gamma),
+        ("hx_proj", layer.hx_proj.weight),
+    ):
+        w = w.detach()
+        assert float(w.abs().max()) <= 0.04 + 1e-7, name  # truncated at 2 std
+        # std of N(0, 0.02^2) truncated at +-2 std: 0.02 * 0.880
+        assert abs(float(w.std()) - 0.0176) < 0.003, name
+    for b in (gau.proj.bias, gau.out.bias, gau.beta, layer.hx_proj.bias):
+        assert bool((b == 0).all())
+    m = torch.randn(2, 20, 32)
+    big = SeqBoatLayer(32, d_qk=16, state_dim=4, window=4, init="unit_gamma").gau
+    # the GAU starts (almost) silent with the authors' init, at full size with gamma ~ 1
+    with torch.no_grad():
+        assert float(gau(m).norm()) < 0.05 * float(big(m).norm())
+    with pytest.raises(ValueError, match="init"):
+        SeqBoatLayer(8, init="xavier")  # type: ignore[arg-type]
+
+
+def test_skipped_tokens_send_no_gradient_to_their_option_logits() -> None:
+    layer = _layer()
+    with torch.no_grad():  # a mix of activated and skipped tokens
+        layer.hx_proj.weight[1] = 5 * torch.randn(8, dtype=torch.float64)
+    saved: dict[str, torch.Tensor] = {}
+
+    def keep(_mod: object, _inp: object, out: torch.Tensor) -> None:
+        out.retain_grad()
+        saved["hu"] = out
+
+    handle = layer.hx_proj.register_forward_hook(keep)
+    x = torch.randn(3, 15, 8, dtype=torch.float64)
+    out, mask, _ = layer.forward_with_gate(x)
+    handle.remove()
+    (out * torch.randn_like(out)).sum().backward()
+    g_u = saved["hu"].grad[..., :2].abs().sum(-1)
+    assert 0 < int(mask.sum()) < mask.numel()
+    # SMA: the choice gets a gradient only through the confidence of an activated token
+    assert bool((g_u[~mask] == 0).all())
+    assert bool((g_u[mask] > 0).all())

@@ -22,6 +22,14 @@ SeqBoat layer (paper Sec. 3–4), for ``x ∈ R^{L×d}``:
 Because the attention is local on the compressed sequence the cost is ``O(L w)``, linear in
 ``L``, while an attention window can span arbitrarily many skipped tokens.
 
+Where sparsity comes from (task loss only): an activated token's confidence ``p_max`` gets the
+gradient ``<∂L/∂y, GAU(m)>``; where the GAU output does not help the token, the loss lowers the
+activate option until it loses the argmax, and a skipped token sends no gradient back (it can
+come back only through the shared ``W_h``). This needs the authors' initialisation
+(``init="authors"``): every GAU weight and ``γ`` drawn from a truncated ``N(0, 0.02²)``, so the
+GAU output starts ``≈ 0`` — with a full-size random GAU output at the start, the loss switches
+every token off before the attention has learnt anything.
+
 GAU (Hua et al., 2022): ``[z, r, v] = SiLU(W m)``, ``q = z γ_q + β_q``, ``k = z γ_k + β_k``,
 ``o = W_o((A v) ⊙ r)`` with ``A = softmax(q k^T / sqrt(d_qk) + b_rel)`` (or
 ``relu(q k^T / w + b_rel)^2``) restricted to the window; ``b_rel`` is a learnt bias on the
@@ -51,6 +59,13 @@ __all__ = [
 ]
 
 Activation = Literal["learned", "all", "none"]
+Init = Literal["authors", "unit_gamma"]
+
+
+def _trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """In place ``N(0, std²)`` truncated at ``±2 std`` (the authors' ``Normal`` initialiser)."""
+    with torch.no_grad():
+        return nn.init.trunc_normal_(t, 0.0, std, -2.0 * std, 2.0 * std)
 
 
 class LatentConfigurator(nn.Module):
@@ -174,7 +189,7 @@ class RelativePositionBias(nn.Module):
     def __init__(self, max_distance: int) -> None:
         super().__init__()
         self.max_distance = max_distance
-        self.bias = nn.Parameter(torch.zeros(2 * max_distance + 1).normal_(0.0, 0.02))
+        self.bias = nn.Parameter(_trunc_normal_(torch.empty(2 * max_distance + 1)))
 
     def forward(self, delta: torch.Tensor) -> torch.Tensor:
         return self.bias[delta.clamp(-self.max_distance, self.max_distance) + self.max_distance]
@@ -182,6 +197,20 @@ class RelativePositionBias(nn.Module):
 
 class GatedAttentionUnit(nn.Module):
     """GAU with local attention, applied to an (already compressed) sequence.
+
+    Args:
+        d_model: features ``d``.
+        d_qk: query/key width.
+        d_hidden: value width.
+        window: local attention window (tokens of the sequence it is given).
+        causal: causal or bidirectional window.
+        activation: ``"softmax"`` or ``"relu2"``.
+        max_distance: relative position bias clipped at this distance.
+        init: ``"authors"`` (renll/SeqBoat ``reset_parameters``): the input and output
+            projections and ``γ`` drawn from ``N(0, 0.02²)`` truncated at ``±2σ``, zero biases
+            and ``β = 0`` — ``q, k ≈ 0`` and a GAU output ``≈ 0`` at initialisation.
+            ``"unit_gamma"``: ``γ = 1 + N(0, 0.02²)`` and PyTorch's default ``Linear`` init
+            (this package's earlier choice; the GAU output starts at full size).
 
     Shapes: ``m`` ``(B, L, d)``, ``valid``/``positions`` ``(B, L)`` → ``(B, L, d)``.
     """
@@ -196,8 +225,11 @@ class GatedAttentionUnit(nn.Module):
         causal: bool = True,
         activation: Literal["softmax", "relu2"] = "softmax",
         max_distance: int = 1024,
+        init: Init = "authors",
     ) -> None:
         super().__init__()
+        if init not in ("authors", "unit_gamma"):
+            raise ValueError(f"init must be 'authors' or 'unit_gamma', got {init!r}")
         self.d_qk, self.d_hidden, self.window = d_qk, d_hidden, window
         self.causal, self.activation = causal, activation
         self.proj = nn.Linear(d_model, d_qk + 2 * d_hidden)
@@ -205,6 +237,11 @@ class GatedAttentionUnit(nn.Module):
         self.beta = nn.Parameter(torch.zeros(2, d_qk))
         self.out = nn.Linear(d_hidden, d_model)
         self.rel_bias = RelativePositionBias(max_distance)
+        if init == "authors":
+            for lin in (self.proj, self.out):
+                _trunc_normal_(lin.weight)
+                nn.init.zeros_(lin.bias)
+            _trunc_normal_(self.gamma)
 
     def forward(
         self,
@@ -246,6 +283,11 @@ class SeqBoatLayer(nn.Module):
             value starts every token activated — the ratchet of SMA (skipped tokens get no
             gradient) can then only switch tokens off, so a layer cannot die at initialisation
             before its attention has learnt anything. Not part of the paper.
+        init: parameter initialisation of the GAU and the option/SSM-path projection
+            ``W_h``: ``"authors"`` (default; renll/SeqBoat: truncated ``N(0, 0.02²)`` weights,
+            ``γ ≈ 0``, so the GAU output starts ``≈ 0`` and the configurator is not driven by
+            the noise of an untrained attention) or ``"unit_gamma"`` (``γ ≈ 1``, default
+            ``Linear`` init of the GAU; see :class:`GatedAttentionUnit`).
 
     Shapes: ``x`` ``(B, L, d)`` → ``(B, L, d)``. :meth:`forward_with_gate` also returns the
     activation mask ``(B, L)`` and the confidence ``p_max`` ``(B, L)``.
@@ -268,6 +310,7 @@ class SeqBoatLayer(nn.Module):
         init_temp_scale: float = 0.3,
         max_distance: int = 1024,
         init_gate_bias: float = 0.0,
+        init: Init = "authors",
     ) -> None:
         super().__init__()
         for name, val in (("d_model", d_model), ("d_qk", d_qk), ("window", window)):
@@ -275,6 +318,8 @@ class SeqBoatLayer(nn.Module):
                 raise ValueError(f"{name} must be an int >= 1, got {val!r}")
         if attention not in ("softmax", "relu2"):
             raise ValueError(f"attention must be 'softmax' or 'relu2', got {attention!r}")
+        if init not in ("authors", "unit_gamma"):
+            raise ValueError(f"init must be 'authors' or 'unit_gamma', got {init!r}")
         self.d_model, self.prenorm = d_model, prenorm
         d_hidden = 2 * d_model if d_hidden is None else d_hidden
         self.norm = nn.LayerNorm(d_model)
@@ -282,7 +327,10 @@ class SeqBoatLayer(nn.Module):
         self.hx_proj = nn.Linear(d_model, 2 + d_model)
         # small weights and no bias: at initialisation the option logits depend on the token,
         # so about half the tokens activate and the configurator receives a learning signal
-        nn.init.normal_(self.hx_proj.weight, 0.0, 0.02)
+        if init == "authors":
+            _trunc_normal_(self.hx_proj.weight)
+        else:
+            nn.init.normal_(self.hx_proj.weight, 0.0, 0.02)
         nn.init.zeros_(self.hx_proj.bias)
         with torch.no_grad():
             self.hx_proj.bias[1] = float(init_gate_bias)
@@ -295,6 +343,7 @@ class SeqBoatLayer(nn.Module):
             causal=causal,
             activation=attention,
             max_distance=max_distance,
+            init=init,
         )
         self.dropout = nn.Dropout(dropout)
 
