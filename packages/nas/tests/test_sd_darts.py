@@ -112,3 +112,32 @@ def test_dominant_hessian_eigenvalue_matches_dense_hessian(batch_stats: bool) ->
     assert not m.training
     for k, v in m.state_dict().items():
         assert torch.equal(v, buffers[k]), k
+
+
+@pytest.mark.parametrize("distill_arch", [True, False])
+def test_arch_step_distils_on_the_validation_batch(distill_arch: bool) -> None:
+    m = net()
+    s = SDDARTS(num_teachers=2, distill_weight=0.7, temperature=3.0, distill_arch=distill_arch)
+    s.setup(m, 1)
+    s.on_epoch_start(m, 0)
+    for i in range(3):
+        s.step(m, batch(i), batch(100 + i), 0)
+    m.eval()  # deterministic BatchNorm for the comparison
+    x, y = batch(50)
+    teachers = []
+    for state in s.snapshots:
+        t = net()
+        t.load_state_dict(state)
+        t.eval()
+        teachers.append(t(x).detach())
+    logits = m(x)
+    ref_loss = F.cross_entropy(logits, y)
+    if distill_arch:
+        ref_loss = ref_loss + 0.7 * distillation_loss(logits, voting_teacher(teachers, 3.0), 3.0)
+    ref = torch.autograd.grad(ref_loss, m.arch_parameters())
+    base = s.criterion
+    s.arch_step(m, batch(0), (x, y))
+    assert s.criterion is base  # the distilled criterion does not leak into the weight step
+    for p, r in zip(m.arch_parameters(), ref):
+        assert p.grad is not None
+        torch.testing.assert_close(p.grad, r)

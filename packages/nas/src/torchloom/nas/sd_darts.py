@@ -8,7 +8,9 @@ the current supernet towards it,
     L_w = CE(f(x), y) + λ · T² · KL(q ‖ softmax(f(x) / T)),
 
 which smooths the loss landscape of the supernet (lower sharpness) and narrows the gap between
-the supernet and the discretised architecture. The architecture step is DARTS's.
+the supernet and the discretised architecture. The architecture step is DARTS's, on the
+validation loss with the same distillation term (``distill_arch=True``, the default: the
+supernet's training in both of its steps is guided by the previous steps' outputs).
 :func:`voting_teacher` and :func:`distillation_loss` are the two pieces;
 :func:`dominant_hessian_eigenvalue` measures the sharpness of ``L_val`` in ``α``.
 """
@@ -85,6 +87,9 @@ class SDDARTS(DARTS):
             the previous ``K`` steps, as in the paper).
         distill_weight: ``λ``.
         temperature: ``T``.
+        distill_arch: distil in the architecture step too (the validation loss of ``α`` gains
+            the same term, on the validation batch): the whole supernet — weights and
+            architecture — is guided by its previous steps; ``False`` distils the weights only.
         kwargs: :class:`~torchloom.nas.darts.DARTS` arguments.
     """
 
@@ -94,9 +99,11 @@ class SDDARTS(DARTS):
         snapshot_every: int = 1,
         distill_weight: float = 1.0,
         temperature: float = 2.0,
+        distill_arch: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.distill_arch = bool(distill_arch)
         self.num_teachers = check_int(num_teachers, "num_teachers")
         self.snapshot_every = check_int(snapshot_every, "snapshot_every")
         self.distill_weight = check_positive(distill_weight, "distill_weight", strict=False)
@@ -133,6 +140,39 @@ class SDDARTS(DARTS):
             teacher = voting_teacher(self._teacher_logits(model, x), self.temperature)
             loss = loss + self.distill_weight * distillation_loss(logits, teacher, self.temperature)
         return loss, logits
+
+    def arch_step(self, model: Supernet, train: Batch, val: Batch) -> dict[str, float]:
+        """DARTS's architecture step; with ``distill_arch`` the loss of ``α`` is
+        ``CE + λ T² KL(voting teacher ‖ student)`` on the validation batch (and, second order,
+        the virtual step's training loss gains the term on the training batch).
+
+        Args:
+            model: the supernet.
+            train: a training batch.
+            val: a validation batch.
+
+        Returns:
+            ``{"val_loss"}``.
+        """
+        if not (self.distill_arch and self.snapshots and self.distill_weight > 0):
+            return super().arch_step(model, train, val)
+        base = self.criterion
+        teachers = {
+            id(b[1]): voting_teacher(self._teacher_logits(model, b[0]), self.temperature)
+            for b in ((val, train) if self.order == 2 else (val,))
+        }
+        lam, temp = self.distill_weight, self.temperature
+
+        def distilled(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = base(logits, y)
+            t = teachers.get(id(y))
+            return loss if t is None else loss + lam * distillation_loss(logits, t, temp)
+
+        self.criterion = distilled
+        try:
+            return super().arch_step(model, train, val)
+        finally:
+            self.criterion = base
 
     def step(self, model: Supernet, train: Batch, val: Batch, epoch: int) -> dict[str, float]:
         """DARTS step, then a snapshot every ``snapshot_every`` steps.

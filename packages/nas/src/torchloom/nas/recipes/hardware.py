@@ -167,8 +167,10 @@ def _latency_of(nets: dict[str, nn.Module], x: torch.Tensor, repeat: int) -> dic
             "<=",
             0.8,
             paper="FBNet trades accuracy for measured latency (FBNet-A/B/C, Tab. 2): the "
-            "latency-aware search finds a faster network than the accuracy-only one "
-            "(target: 80% of its measured latency)",
+            "latency-aware search (loss CE·α·log(LAT)^β with the paper's α = 0.2, β = 0.6) "
+            "finds a faster network than the accuracy-only one (target: 80% of its measured "
+            "latency)",
+            quick=False,
         ),
         Claim(
             "accuracy_gap",
@@ -184,10 +186,12 @@ def fbnet(ctx: RunContext) -> Result:
 
     The latency table is measured on this device for every candidate of every layer (µs).
     Both searches run on the layer-wise MBConv space (weights on 80% of the training split, the
-    architecture on 20%, first epoch weights only); FBNet is run with the paper's ``β = 0.6``
-    and with a latency-heavy ``β = 3`` (the low-latency end of the trade-off curve, the claim's
-    subject). The found architectures are retrained from scratch and their test accuracy and
-    *measured* end-to-end latency (round-robin medians, same process) compared.
+    architecture on 20%, first epoch weights only). FBNet runs with the paper's loss and
+    constants, ``CE · 0.2 · log(LAT)^0.6`` (``LAT`` in µs, the unit of the table); the claims
+    are made on that run. A latency-heavy ``β = 3`` run is reported beside it
+    (``latency_heavy_*``, not checked: not the paper's setting). The found architectures are
+    retrained from scratch and their test accuracy and *measured* end-to-end latency
+    (round-robin medians, same process) compared.
     """
     data = digits(seed=ctx.seed)
     dev = ctx.device
@@ -205,7 +209,7 @@ def fbnet(ctx: RunContext) -> Result:
     search_epochs = ctx.pick(2, 6)
     retrain_epochs = ctx.pick(1, 15)
     seeds = ctx.pick([ctx.seed], [ctx.seed + i for i in range(2)])
-    methods = {"darts": None, "fbnet_paper": 0.6, "fbnet": 3.0}
+    methods = {"darts": None, "fbnet": 0.6, "fbnet_latency_heavy": 3.0}
 
     probe = ChainSupernet(stem_channels=8, stages=stages, ops=ops).to(dev)
     table = measure_latency_table(probe, (lat_batch, 1, 8, 8), dev, repeats=ctx.pick(5, 25))
@@ -223,7 +227,12 @@ def fbnet(ctx: RunContext) -> Result:
             strat: GradientStrategy
             if beta is not None:
                 strat = FBNet(
-                    latency_table=table, beta=beta, a_lr=0.05, generator=g, arch_start_epoch=1
+                    latency_table=table,
+                    alpha=0.2,
+                    beta=beta,
+                    a_lr=0.05,
+                    generator=g,
+                    arch_start_epoch=1,
                 )
             else:
                 strat = _FirstOrderSoftmax(w_lr=0.1, a_lr=0.05, arch_start_epoch=1)
@@ -253,8 +262,11 @@ def fbnet(ctx: RunContext) -> Result:
         metrics[f"{k}_latency_us"] = mean(results[k]["lat"])
     metrics["accuracy_gap"] = metrics["darts_accuracy"] - metrics["fbnet_accuracy"]
     metrics["latency_ratio"] = metrics["fbnet_latency_us"] / metrics["darts_latency_us"]
-    metrics["paper_beta_latency_ratio"] = (
-        metrics["fbnet_paper_latency_us"] / metrics["darts_latency_us"]
+    metrics["latency_heavy_latency_ratio"] = (
+        metrics["fbnet_latency_heavy_latency_us"] / metrics["darts_latency_us"]
+    )
+    metrics["latency_heavy_accuracy_gap"] = (
+        metrics["darts_accuracy"] - metrics["fbnet_latency_heavy_accuracy"]
     )
     metrics["table_latency_ratio"] = mean(results["fbnet"]["table_lat"]) / mean(
         results["darts"]["table_lat"]
@@ -318,15 +330,6 @@ def _nonzero_weights(model: nn.Module, skip: list[nn.Module]) -> float:
             "ratio (CIFAR-10 at 90%: DASS 92.1% vs DARTS+pruning 89.6%, Tab. 3)",
             quick=False,
         ),
-        Claim(
-            "dass_advantage_weight_matched",
-            ">",
-            0.0,
-            paper="fair-comparison check, not a claim of the paper: the DASS cell also beats "
-            "the DARTS cell pruned to the same number of non-zero weights (its sparse ops "
-            "are larger, so at equal ratio it keeps more weights)",
-            quick=False,
-        ),
     ),
 )
 def dass(ctx: RunContext) -> Result:
@@ -338,6 +341,11 @@ def dass(ctx: RunContext) -> Result:
     cell is trained from scratch, pruned layer-wise by magnitude to the ratio (stem and
     classifier dense) and fine-tuned; the test accuracies of the two pruned networks are
     compared.
+
+    Also reported, not checked (the paper makes no such claim; it compares at equal pruning
+    ratio): ``dass_advantage_weight_matched``, the DASS cell against the trained DARTS cell
+    pruned to the DASS cell's number of non-zero weights (the sparse ops are larger, so at an
+    equal ratio the DASS cell keeps more weights).
     """
     data = digits(seed=ctx.seed)
     dev = ctx.device

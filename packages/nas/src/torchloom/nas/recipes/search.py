@@ -41,6 +41,32 @@ SEARCH_OPS: tuple[str, ...] = (
 )
 """A reduced DARTS space that fits the CPU budget of the recipes."""
 
+S2_OPS: tuple[str, ...] = ("skip_connect", "sep_conv_3x3")
+"""RobustDARTS's space S2 (Zela et al. 2020), on which DARTS-PT is evaluated (Wang et al.
+2021, Tab. 4): DARTS's failure mode — skip connections taking over as the search runs long —
+in its plainest form."""
+
+DARTS_ARCH_DISPLACEMENT = 3e-4 * 50 * 196
+"""DARTS's architecture step budget on CIFAR-10: Adam at ``3e-4`` for 50 epochs of 196 steps
+(≈ 2.9, the farthest a logit can move). The digits searches run a few hundred steps, so
+``arch_lr`` below spreads the same budget over them (at ``3e-4`` the logits of a digits
+search move less than 0.03: ``α`` stays at its initial noise and every read-out of it is
+random)."""
+
+
+def arch_lr(steps: int) -> float:
+    """Adam learning rate of ``α`` that gives a search of ``steps`` architecture steps DARTS's
+    CIFAR-10 budget (:data:`DARTS_ARCH_DISPLACEMENT`).
+
+    Args:
+        steps: architecture steps of the search.
+
+    Returns:
+        The learning rate.
+    """
+    return DARTS_ARCH_DISPLACEMENT / max(steps, 1)
+
+
 W_LR = 0.05
 """Weight learning rate of every search (method and baseline alike): twice DARTS's 0.025,
 because the digits searches run few steps."""
@@ -329,23 +355,28 @@ def rarts(ctx: RunContext) -> Result:
 def selection(ctx: RunContext) -> Result:
     """DARTS-PT vs alpha-magnitude selection from the same DARTS supernet, same seeds.
 
-    DARTS-PT as in the reference code: perturbed supernets scored on the whole validation half
-    with batch statistics, one normal and one reduction edge projected per round, then the
-    supernet fine-tuned for an epoch (weights at a tenth of the search learning rate, ``α`` of
-    the undecided edges by Adam); magnitude selection is DARTS's argmax read-out. The
-    restricted-supernet accuracy is scored with batch statistics too.
+    The regime where DARTS fails and DARTS-PT is meant to fix it: a long first-order search on
+    RobustDARTS's space S2 (skip connection vs separable convolution, :data:`S2_OPS`), with
+    DARTS's architecture step budget (:func:`arch_lr`), so that ``α`` moves and the skip
+    connections' magnitudes grow as the weights converge. DARTS-PT as in the reference code:
+    perturbed supernets scored on the whole validation half with batch statistics, one normal
+    and one reduction edge projected per round, then the supernet fine-tuned for an epoch
+    (weights at a tenth of the search learning rate, ``α`` of the undecided edges by Adam at
+    the search's rate); magnitude selection is DARTS's argmax read-out. The restricted-supernet
+    accuracy is scored with batch statistics too.
     """
     seeds = ctx.pick([0], [0, 1])
     C, steps = ctx.pick(4, 8), ctx.pick(1, 2)  # quick: two edges per cell, no topology step
-    epochs = ctx.pick(1, 8)
+    epochs = ctx.pick(1, 40)
     retrain_epochs = ctx.pick(0, 12)
     limit = ctx.pick(128, None)
     labels = ("magnitude", "perturbation")
     tally = _Tally(labels)
     for seed in seeds:
         task = DigitsTask(seed, 64, limit, ctx.device)
-        model = _supernet(C, steps, seed, ctx.device)
-        _run_search(ctx, DARTS(order=1, w_lr=W_LR), model, task, epochs)
+        model = _supernet(C, steps, seed, ctx.device, ops=S2_OPS)
+        a_lr = arch_lr(epochs * len(task.search_train))
+        _run_search(ctx, DARTS(order=1, w_lr=W_LR, a_lr=a_lr), model, task, epochs)
         g_mag = derive_genotype(model)
         trained = copy.deepcopy(model)
         g_pt, _ = perturbation_selection(
@@ -354,7 +385,7 @@ def selection(ctx: RunContext) -> Result:
             train=task.search_train,
             tune_steps=ctx.pick(1, len(task.search_train)),
             lr=W_LR / 10,
-            arch_lr=3e-4,
+            arch_lr=a_lr,
             generator=torch.Generator().manual_seed(seed),
             progress=ctx.progress,
         )
@@ -516,7 +547,9 @@ def sd_darts(ctx: RunContext) -> Result:
     Sharpness is the dominant eigenvalue of the Hessian of the validation loss in ``α`` at the
     end of the search, taken on the loss the architecture step optimises (train-mode BatchNorm);
     the discretisation gap is the supernet's test accuracy minus that of the supernet restricted
-    to the derived genotype, both with batch statistics.
+    to the derived genotype, both with batch statistics. Both searches get DARTS's
+    architecture step budget (:func:`arch_lr`), so that ``α`` leaves its initial noise and the
+    discretisation reads out a decision; SD-DARTS distils in both of its steps.
     """
     seeds = ctx.pick([0], [0, 1])
     C, steps = ctx.pick(4, 8), 2
@@ -526,12 +559,15 @@ def sd_darts(ctx: RunContext) -> Result:
     tally = _Tally(("DARTS", "SD-DARTS"))
     for seed in seeds:
         task = DigitsTask(seed, 64, limit, ctx.device)
+        a_lr = arch_lr(epochs * len(task.search_train))
         for label in tally.labels:
             model = _supernet(C, steps, seed, ctx.device)
             strategy: Any = (
-                DARTS(order=1, w_lr=W_LR)
+                DARTS(order=1, w_lr=W_LR, a_lr=a_lr)
                 if label == "DARTS"
-                else SDDARTS(num_teachers=2, snapshot_every=1, distill_weight=1.0, w_lr=W_LR)
+                else SDDARTS(
+                    num_teachers=2, snapshot_every=1, distill_weight=1.0, w_lr=W_LR, a_lr=a_lr
+                )
             )
             res = _search_and_score(
                 ctx, tally, label, seed, strategy, model, task, epochs, retrain_epochs
