@@ -17,6 +17,7 @@ def test_recipes_are_registered() -> None:
     assert {r.name for r in RECIPES} == {
         "neural-de.ncde",
         "neural-de.regularize",
+        "neural-de.sde-gan",
         "neural-de.stable-sde",
     }
     assert all(r.papers for r in RECIPES)

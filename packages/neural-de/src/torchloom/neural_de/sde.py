@@ -32,6 +32,8 @@ __all__ = [
     "NeuralSDE",
     "SDEGenerator",
     "brownian_interval",
+    "marginal_wasserstein",
+    "sde_gan_step",
     "sdeint",
     "wasserstein_losses",
 ]
@@ -541,3 +543,74 @@ def wasserstein_losses(real_score: Tensor, fake_score: Tensor) -> tuple[Tensor, 
         minimise the first over the discriminator, the second over the generator.
     """
     return fake_score.mean() - real_score.mean(), -fake_score.mean()
+
+
+def sde_gan_step(
+    generator: SDEGenerator,
+    discriminator: CDEDiscriminator,
+    real: Tensor,
+    ts: Tensor,
+    generator_optimizer: torch.optim.Optimizer,
+    discriminator_optimizer: torch.optim.Optimizer,
+    *,
+    rng: torch.Generator | None = None,
+) -> float:
+    """One simultaneous SDE-GAN update (Kidger et al. 2021, the authors' torchsde example).
+
+    Both networks are differentiated through the same Wasserstein loss
+    ``L = E[D(fake)] − E[D(real)]``: the discriminator descends ``L``, the generator descends
+    ``−E[D(fake)]`` (its gradient of ``L`` negated), both optimisers step, then the
+    discriminator's weights are clipped (:meth:`CDEDiscriminator.clip_weights`, the Lipschitz
+    constraint of the critic without a gradient penalty, so no double backprop).
+
+    Args:
+        generator: the generator.
+        discriminator: the critic.
+        real: ``(B, T, D)`` data paths at ``ts``.
+        ts: ``(T,)`` times.
+        generator_optimizer: optimiser over the generator's parameters.
+        discriminator_optimizer: optimiser over the discriminator's parameters.
+        rng: source of the generated batch's noise.
+
+    Returns:
+        the discriminator loss ``L`` before the step (an estimate of minus the Wasserstein
+        distance, up to the critic's Lipschitz constant).
+    """
+    real = check_floating(real, "real")
+    check_ndim(real, "real", 3, "(B, T, D)")
+    fake = generator(ts, real.shape[0], generator=rng)
+    d_loss, _ = wasserstein_losses(discriminator(real, ts), discriminator(fake, ts))
+    generator_optimizer.zero_grad()
+    discriminator_optimizer.zero_grad()
+    d_loss.backward()
+    for p in generator.parameters():
+        if p.grad is not None:
+            p.grad.neg_()
+    generator_optimizer.step()
+    discriminator_optimizer.step()
+    discriminator.clip_weights()
+    return float(d_loss.detach())
+
+
+def marginal_wasserstein(a: Tensor, b: Tensor) -> Tensor:
+    """Wasserstein-1 distance between the per-time, per-channel marginals of two path samples,
+    averaged over times and channels.
+
+    With equal sample sizes the 1-D ``W₁`` is the mean absolute difference of the sorted
+    samples (the optimal coupling of two empirical measures on the line is monotone).
+
+    Args:
+        a: ``(N, T, D)`` paths.
+        b: ``(N, T, D)`` paths (same shape).
+
+    Returns:
+        scalar tensor.
+    """
+    a = check_floating(a, "a")
+    b = check_floating(b, "b")
+    check_ndim(a, "a", 3, "(N, T, D)")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return (a.sort(0).values - b.sort(0).values).abs().mean()

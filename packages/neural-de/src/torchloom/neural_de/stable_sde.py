@@ -85,6 +85,13 @@ class StableNeuralSDE(nn.Module):
             default initialisation.
         head: ``"linear"`` readout of ``z(T)``, or ``"mlp"`` — the authors' classifier head
             ``Linear → BatchNorm → ReLU → Linear`` (their dropout omitted).
+        diffusion_gate: the authors' code's clipping of the whole diffusion term (documented
+            deviation, off by default): ``g ← tanh(sigmoid(θ)·g)`` with a learnt scalar ``θ``
+            (initialised at 1), applied to ``σ(t)``, ``σ(t)·z``, ``z·σ(t)`` or ``σ(t, z)`` in
+            the paper's coordinates ``z``.
+        control: whether ``z̄`` reads the control path ``X(t)``. ``False`` is the paper's naive
+            neural SDE baseline ``dz = γ(t, z) dt + σ(t, z) dW`` (observations enter through
+            ``z(0)`` only; the authors' ``naivesde``), meaningful with ``kind="naive"``.
 
     Shapes: ``forward(path)`` -> ``(B, output_channels)``, or ``(B, N, output_channels)`` at
     the path's knots with ``return_sequence=True``.
@@ -103,6 +110,8 @@ class StableNeuralSDE(nn.Module):
         diffusion_bound: float | None = None,
         diffusion_init: float | None = None,
         head: Literal["linear", "mlp"] = "linear",
+        diffusion_gate: bool = False,
+        control: bool = True,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -116,12 +125,13 @@ class StableNeuralSDE(nn.Module):
         self.kind = kind
         self.input_channels, self.hidden_channels = input_channels, hidden_channels
         self.diffusion_bound = diffusion_bound
+        self.control = control
         h = hidden_channels
         self.initial = nn.Linear(input_channels, h)
         # ζ(t, z, X(t)): how the observations enter the drift.
         self.embed_z = nn.Linear(2 + h, h)
         self.embed_x = nn.Linear(input_channels, h)
-        self.zeta = nn.Linear(2 * h, h)
+        self.zeta = nn.Linear(2 * h if control else h, h)
         # γ(z̄) for LSDE (autonomous in z̄), γ(t, z̄) for the others.
         self.gamma_time = kind != "langevin"
         self.gamma = nn.Sequential(
@@ -147,6 +157,7 @@ class StableNeuralSDE(nn.Module):
                 nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, output_channels)
             )
         )
+        self.gate = nn.Parameter(torch.ones(())) if diffusion_gate else None
         self._path: CubicPath | None = None
 
     # --- the SDE in the paper's coordinates z --------------------------------------------------
@@ -163,12 +174,13 @@ class StableNeuralSDE(nn.Module):
         """
         if self._path is None:
             raise RuntimeError("the drift needs a control path: call forward(path) or set_path")
-        x = self._path.evaluate(t)
         # GSDE: ζ reads log z (a fixed bijection of z > 0, so still a function of z); z itself
         # spans many orders of magnitude under z·γ dt and would saturate the embedding.
         zz = z.log() if self.kind == "geometric" else z
-        zin = torch.cat([_time_features(t, z), zz], 1)
-        return self.zeta(torch.cat([self.embed_z(zin), self.embed_x(x)], 1))
+        ez = self.embed_z(torch.cat([_time_features(t, z), zz], 1))
+        if not self.control:
+            return self.zeta(ez)
+        return self.zeta(torch.cat([ez, self.embed_x(self._path.evaluate(t))], 1))
 
     def _gamma(self, t: Tensor, z: Tensor) -> Tensor:
         zbar = self.zbar(t, z)
@@ -203,19 +215,25 @@ class StableNeuralSDE(nn.Module):
     def diffusion(self, t: Tensor, z: Tensor) -> Tensor:
         """The diagonal diffusion in ``z``: ``σ(t)``, ``σ(t)·z``, ``z·σ(t)`` or ``σ(t, z)``."""
         s = self._sigma(t, z)
-        return z * s if self.kind in ("linear_noise", "geometric") else s
+        g = z * s if self.kind in ("linear_noise", "geometric") else s
+        if self.gate is not None:
+            g = torch.tanh(torch.sigmoid(self.gate) * g)
+        return g
 
     # --- torchsde interface (GSDE in log coordinates) ------------------------------------------
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
         if self.kind == "geometric":
             z = y.exp()
-            return self._gamma(t, z) - 0.5 * self._sigma(t, z) ** 2
+            return self._gamma(t, z) - 0.5 * self.g(t, y) ** 2
         return self.drift(t, y)
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
         if self.kind == "geometric":
-            return self._sigma(t, y.exp())
+            z = y.exp()
+            if self.gate is not None:  # log coordinates: g_y = g_z / z
+                return self.diffusion(t, z) / z
+            return self._sigma(t, z)
         return self.diffusion(t, y)
 
     def set_path(self, path: CubicPath | None) -> None:
