@@ -34,6 +34,11 @@ from torchloom.pinn.nclaw import (
     polar_rotation as polar_rotation,
     von_mises_projection as von_mises_projection,
 )
+from torchloom.pinn.peers import (
+    DeepXDEResult as DeepXDEResult,
+    deepxde_soft_pinn as deepxde_soft_pinn,
+    import_deepxde as import_deepxde,
+)
 from torchloom.pinn.residual import (
     MLP as MLP,
     NonFiniteLossError as NonFiniteLossError,
@@ -58,6 +63,7 @@ __all__: list[str] = [
     "MPM2D",
     "BatchedMLP",
     "Burgers",
+    "DeepXDEResult",
     "ElasticLaw",
     "FlameConfig",
     "FlamePINN",
@@ -72,11 +78,13 @@ __all__: list[str] = [
     "TrainHistory",
     "__version__",
     "burgers_reference",
+    "deepxde_soft_pinn",
     "flame_closures",
     "gradient",
     "hammersley",
     "hard_constraint_solve",
     "hard_dirichlet",
+    "import_deepxde",
     "invariants",
     "lame",
     "laplacian",

@@ -580,6 +580,12 @@ class HardConstraintMoE(nn.Module):
         ridge: ridge rows ``ridge · w`` (the paper uses ``1e-4``).
         lm_iter: Levenberg–Marquardt iterations per solve.
         hessian: Hessian of the implicit backward, see :func:`hard_constraint_solve`.
+        initial: ``"constraint"``: ``u = φᵀw`` and the initial condition is a block of rows of
+            every expert's least-squares constraint (the paper's diffusion–sorption setup);
+            ``"exact"``: the authors' *mollifier* (their Navier–Stokes setup),
+            ``u = u₀(x) + (t − t₀)/(t_end − t₀) · φᵀw``, so ``u(x, t₀) = u₀(x)`` holds by
+            construction and the constraint holds the PDE and boundary rows only (the
+            initial-condition rows vanish identically).
     """
 
     def __init__(
@@ -594,9 +600,13 @@ class HardConstraintMoE(nn.Module):
         ridge: float = 1e-4,
         lm_iter: int = 10,
         hessian: Literal["exact", "gauss_newton"] = "exact",
+        initial: Literal["constraint", "exact"] = "constraint",
     ) -> None:
         super().__init__()
         check_int(n_experts, "n_experts")
+        if initial not in ("constraint", "exact"):
+            raise ValueError(f"initial must be 'constraint' or 'exact', got {initial!r}")
+        self.initial: Literal["constraint", "exact"] = initial
         check_int(n_basis, "n_basis")
         self.problem = problem
         self.K = n_experts
@@ -714,11 +724,54 @@ class HardConstraintMoE(nn.Module):
             (d2[..., 0] * scale[0] ** 2).reshape(shape),
         )
 
+    def terms(self, pts: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The solution as an affine function of the weights, ``u = c + Bᵀw``, with derivatives.
+
+        With ``initial="constraint"``, ``c = 0`` and ``B`` is :meth:`basis_terms`; with
+        ``initial="exact"``, ``u = u₀(x) + s(t) φᵀw`` with ``s = (t − t₀)/(t_end − t₀)``:
+        ``c = (u₀, 0, u₀', u₀'')`` (derivatives of the initial condition by autograd) and
+        ``B = (s φ, φ/(t_end − t₀) + s φ_t, s φ_x, s φ_xx)``.
+
+        Args:
+            pts: ``(..., 2)`` points ``(x, t)``.
+
+        Returns:
+            ``(c, (B_u, B_t, B_x, B_xx))``: ``c`` of shape ``(..., 4)`` holds the offsets of
+            ``(u, u_t, u_x, u_xx)``; each ``B`` is ``(..., N)``.
+        """
+        phi, phi_t, phi_x, phi_xx = self.basis_terms(pts)
+        if self.initial == "constraint":
+            return torch.zeros(*pts.shape[:-1], 4, dtype=phi.dtype, device=phi.device), (
+                phi,
+                phi_t,
+                phi_x,
+                phi_xx,
+            )
+        t0, t1 = self.problem.lower[1], self.problem.upper[1]
+        sc = ((pts[..., 1] - t0) / (t1 - t0)).unsqueeze(-1)
+        with torch.enable_grad():
+            x = pts[..., 0].detach().requires_grad_(True)
+            u0 = self.problem.initial(x)
+            (d1,) = torch.autograd.grad(u0.sum(), x, create_graph=True)
+            (d2,) = torch.autograd.grad(d1.sum(), x)
+        c = torch.stack([u0.detach(), torch.zeros_like(d2), d1.detach(), d2.detach()], -1)
+        basis = (sc * phi, phi / (t1 - t0) + sc * phi_t, sc * phi_x, sc * phi_xx)
+        return c.to(phi), basis
+
     def _boundary_pts(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self.problem.lower[0], self.problem.upper[0]
         left = torch.stack([torch.full_like(t, lo), t], -1)
         right = torch.stack([torch.full_like(t, hi), t], -1)
         return left, right
+
+    @staticmethod
+    def _fields(
+        w: torch.Tensor, basis: tuple[torch.Tensor, ...], off: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
+        out = [torch.einsum("kpn,kn->kp", b, w) for b in basis]
+        if off is not None:
+            out = [o + off[..., i] for i, o in enumerate(out)]
+        return tuple(out)
 
     def constraint_residual(
         self,
@@ -734,6 +787,8 @@ class HardConstraintMoE(nn.Module):
         phi_r: torch.Tensor,
         phi_rx: torch.Tensor,
         g_bc: torch.Tensor,
+        off: torch.Tensor | None = None,
+        off_b: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Every expert's hard constraint ``F(w)``: PDE, initial, boundary and ridge rows.
 
@@ -746,25 +801,31 @@ class HardConstraintMoE(nn.Module):
             phi_l: ``(K, B, N)`` basis at the left boundary; ``phi_lx`` its ``x``-derivative;
                 ``phi_r``, ``phi_rx`` at the right boundary.
             g_bc: ``(K, B)`` Dirichlet values (unused when periodic).
+            off: ``(K, P, 4)`` offsets of ``(u, u_t, u_x, u_xx)`` at the constraint points
+                (:meth:`terms`; default 0).
+            off_b: ``(K, B, 4)`` offsets of ``(u_l, u_lx, u_r, u_rx)`` at the boundaries
+                (default 0).
 
         Returns:
             ``(K, P + Q + 2B + N)``: PDE rows scaled by ``1/√P``, initial rows by
             ``ic_weight/√Q``, boundary rows (periodic: ``u`` and ``u_x`` match across the
             ends; Dirichlet: ``u = g`` at both ends) by ``bc_weight/√B``, then ``ridge · w``.
         """
-        u = torch.einsum("kpn,kn->kp", phi, w)
-        ut = torch.einsum("kpn,kn->kp", phi_t, w)
-        ux = torch.einsum("kpn,kn->kp", phi_x, w)
-        uxx = torch.einsum("kpn,kn->kp", phi_xx, w)
+        u, ut, ux, uxx = self._fields(w, (phi, phi_t, phi_x, phi_xx), off)
         r = self.problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
         ric = (torch.einsum("kqn,kn->kq", phi_ic, w) - u_ic) * (
             self.ic_weight / math.sqrt(phi_ic.shape[1])
         )
-        ul = torch.einsum("kbn,kn->kb", phi_l, w)
-        ur = torch.einsum("kbn,kn->kb", phi_r, w)
+        ob = (
+            torch.zeros(*phi_l.shape[:2], 4, dtype=w.dtype, device=w.device)
+            if off_b is None
+            else off_b
+        )
+        ul = torch.einsum("kbn,kn->kb", phi_l, w) + ob[..., 0]
+        ur = torch.einsum("kbn,kn->kb", phi_r, w) + ob[..., 2]
         if self.problem.boundary == "periodic":
-            uxl = torch.einsum("kbn,kn->kb", phi_lx, w)
-            uxr = torch.einsum("kbn,kn->kb", phi_rx, w)
+            uxl = torch.einsum("kbn,kn->kb", phi_lx, w) + ob[..., 1]
+            uxr = torch.einsum("kbn,kn->kb", phi_rx, w) + ob[..., 3]
             rb = torch.cat([ul - ur, uxl - uxr], 1)
         else:
             rb = torch.cat([ul - g_bc, ur - g_bc], 1)
@@ -785,6 +846,8 @@ class HardConstraintMoE(nn.Module):
         phi_r: torch.Tensor,
         phi_rx: torch.Tensor,
         g_bc: torch.Tensor,
+        off: torch.Tensor | None = None,
+        off_b: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Analytic Jacobian ``∂F/∂w`` of :meth:`constraint_residual` (chain rule through the PDE).
 
@@ -801,14 +864,13 @@ class HardConstraintMoE(nn.Module):
             phi_r: ``(K, B, N)``.
             phi_rx: ``(K, B, N)``.
             g_bc: ``(K, B)``.
+            off: ``(K, P, 4)`` or ``None``.
+            off_b: ``(K, B, 4)`` or ``None``.
 
         Returns:
             ``(K, P + Q + 2B + N, N)``.
         """
-        u = torch.einsum("kpn,kn->kp", phi, w)
-        ut = torch.einsum("kpn,kn->kp", phi_t, w)
-        ux = torch.einsum("kpn,kn->kp", phi_x, w)
-        uxx = torch.einsum("kpn,kn->kp", phi_xx, w)
+        u, ut, ux, uxx = self._fields(w, (phi, phi_t, phi_x, phi_xx), off)
         a, b, c, d = self.problem.pde_partials(u, ut, ux, uxx)
         Jp = (
             a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
@@ -837,13 +899,14 @@ class HardConstraintMoE(nn.Module):
         """
         if pde_pts.dim() != 3 or pde_pts.shape[0] != self.K or pde_pts.shape[2] != 2:
             raise ValueError(f"pde_pts must have shape (K={self.K}, P, 2), got {pde_pts.shape}")
-        phi, phi_t, phi_x, phi_xx = self.basis_terms(pde_pts)
+        off, (phi, phi_t, phi_x, phi_xx) = self.terms(pde_pts)
         K = self.K
         left, right = self._boundary_pts(bc_t)
-        phi_ic = self.basis_terms(ic_pts)[0]
-        bl, _, blx, _ = self.basis_terms(left)
-        br, _, brx, _ = self.basis_terms(right)
-        u_ic = self.problem.initial(ic_pts[:, 0])
+        off_ic, (phi_ic, _, _, _) = self.terms(ic_pts)
+        off_l, (bl, _, blx, _) = self.terms(left)
+        off_r, (br, _, brx, _) = self.terms(right)
+        u_ic = self.problem.initial(ic_pts[:, 0]) - off_ic[:, 0]
+        off_b = torch.stack([off_l[:, 0], off_l[:, 2], off_r[:, 0], off_r[:, 2]], -1)
         g = self.problem.boundary_value(bc_t)
 
         def rep(a: torch.Tensor) -> torch.Tensor:
@@ -863,6 +926,8 @@ class HardConstraintMoE(nn.Module):
             rep(br),
             rep(brx),
             rep(g),
+            off,
+            rep(off_b),
             max_iter=self.lm_iter,
             jac=self.constraint_jacobian,
             hessian=self.hessian,
@@ -884,7 +949,11 @@ class HardConstraintMoE(nn.Module):
         idx = self.split(pts)
         phi, _, _ = self.basis(self._normalise(pts).unsqueeze(0), derivatives=False)
         u_all = phi[0] @ w.to(phi).T  # (P, K): every expert at every point (shared basis)
-        return u_all.gather(1, idx.unsqueeze(1)).squeeze(1)
+        u = u_all.gather(1, idx.unsqueeze(1)).squeeze(1)
+        if self.initial == "exact":
+            t0, t1 = self.problem.lower[1], self.problem.upper[1]
+            u = self.problem.initial(pts[:, 0]).to(u) + (pts[:, 1] - t0) / (t1 - t0) * u
+        return u
 
     def forward(self, pts: torch.Tensor) -> torch.Tensor:
         """Alias of :meth:`evaluate` with the stored weights.
@@ -919,30 +988,27 @@ class HardConstraintMoE(nn.Module):
             and boundary losses too: the least-squares solve trades them against the PDE rows,
             so the basis must be trained to make them compatible).
         """
-        phi, phi_t, phi_x, phi_xx = self.basis_terms(train_pts)
-
-        def ein(a: torch.Tensor) -> torch.Tensor:
-            return torch.einsum("kpn,kn->kp", a, w)
-
-        r = self.problem.pde(ein(phi), ein(phi_t), ein(phi_x), ein(phi_xx))
-        dtype, dev = phi.dtype, phi.device
+        off, basis = self.terms(train_pts)
+        r = self.problem.pde(*self._fields(w, basis, off))
+        dtype, dev = off.dtype, off.device
         t = torch.linspace(0.0, self.problem.t_end, n_boundary, dtype=dtype, device=dev)
         zero = torch.zeros((), dtype=dtype, device=dev)
         inter = zero
         if self.K > 1:
-            e = self.edges().to(phi)[1:-1]
+            e = self.edges().to(off)[1:-1]
             pts = torch.stack([e[:, None].expand(-1, n_boundary), t.expand(self.K - 1, -1)], -1)
-            v, _, vx, _ = self.basis_terms(pts)  # (K - 1, B, N): the basis is shared
+            _, (v, _, vx, _) = self.terms(pts)  # (K - 1, B, N): the basis (and c) is shared
             dw = w[:-1] - w[1:]
             inter = (torch.einsum("kbn,kn->kb", v, dw) ** 2).mean() + (
                 torch.einsum("kbn,kn->kb", vx, dw) ** 2
             ).mean()
         left, right = self._boundary_pts(t)
-        bl, _, blx, _ = self.basis_terms(left)
-        br, _, brx, _ = self.basis_terms(right)
-        ul, ur = bl @ w[0], br @ w[-1]
+        cl, (bl, _, blx, _) = self.terms(left)
+        cr, (br, _, brx, _) = self.terms(right)
+        ul, ur = cl[:, 0] + bl @ w[0], cr[:, 0] + br @ w[-1]
         if self.problem.boundary == "periodic":
-            bnd = ((ul - ur) ** 2).mean() + ((blx @ w[0] - brx @ w[-1]) ** 2).mean()
+            uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
+            bnd = ((ul - ur) ** 2).mean() + ((uxl - uxr) ** 2).mean()
         else:
             g = self.problem.boundary_value(t)
             bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
@@ -951,7 +1017,8 @@ class HardConstraintMoE(nn.Module):
             (hi_x - lo_x) / (2 * n_boundary)
         )
         ic_pts = torch.stack([xi, torch.zeros_like(xi)], -1)
-        u0 = (self.basis_terms(ic_pts)[0] * w[self.split(ic_pts)]).sum(-1)
+        c0, (b0, _, _, _) = self.terms(ic_pts)
+        u0 = c0[:, 0] + (b0 * w[self.split(ic_pts)]).sum(-1)
         ic = ((u0 - self.problem.initial(xi)) ** 2).mean()
         return {"pde": (r**2).mean(), "interface": inter, "boundary": bnd, "ic": ic}
 
