@@ -240,6 +240,36 @@ def test_encoder_matches_dense_heavy_self_loop_gcn() -> None:
     torch.testing.assert_close(enc(x, data.edge_index), ref)
 
 
+def test_contrastive_loss_matches_dense_dgi_reference() -> None:
+    # the authors' DGI: critic scores of both views added, one BCE; views at self-loop β + 1
+    data = _graph(40)
+    n = data.num_nodes
+    enc = STABLEEncoder(data.num_features, 5, self_loop=2.0).double()
+    x = data.x.double()
+    kept, removed = jaccard_prune(data.x, data.edge_index, 0.1)
+    v1 = recover_edges(kept, removed, 0.5, n, torch.Generator().manual_seed(1))
+    v2 = recover_edges(kept, removed, 0.5, n, torch.Generator().manual_seed(2))
+    loss = enc.loss(x, kept, v1, v2, torch.Generator().manual_seed(3))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(3))
+
+    def embed(feats: torch.Tensor, ei: torch.Tensor, beta: float) -> torch.Tensor:
+        a = _dense(ei, n, torch.float64) + beta * torch.eye(n, dtype=torch.float64)
+        d = a.sum(1).pow(-0.5)
+        return enc.act((d[:, None] * a * d[None, :]) @ enc.conv.lin(feats) + enc.conv.bias)
+
+    h, neg = embed(x, kept, 2.0), embed(x[perm], kept, 2.0)
+    pos_score = torch.zeros(n, dtype=torch.float64)
+    neg_score = torch.zeros(n, dtype=torch.float64)
+    for v in (v1, v2):
+        s = torch.sigmoid(embed(x, v, 3.0).mean(0))
+        pos_score = pos_score + h @ enc.critic_weight @ s + enc.critic_bias
+        neg_score = neg_score + neg @ enc.critic_weight @ s + enc.critic_bias
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.cat([pos_score, neg_score]), torch.cat([torch.ones(n), torch.zeros(n)]).double()
+    )
+    torch.testing.assert_close(loss, ref)
+
+
 def test_bad_inputs() -> None:
     data = _graph(30)
     bad = data.edge_index.clone()

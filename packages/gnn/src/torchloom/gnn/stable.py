@@ -31,8 +31,8 @@ GCN surrogate (``softmax(Â'² X W)``, Metattack's surrogate) *re-trained on A'*
 gradient descent, i.e. a meta-gradient (poisoning) attack in the spirit of Metattack
 (Zügner & Günnemann, ICLR 2019) optimised by PGD; ``inner_steps=0`` attacks a fixed surrogate
 trained on the clean graph (evasion). Labels of unlabelled nodes are the surrogate's own
-predictions (Meta-Self). DeepRobust (the issue's peer) is not installed here, so the attacks
-are checked by their own invariants in the tests.
+predictions (Meta-Self). :mod:`torchloom.gnn.peers` runs DeepRobust's DICE and Metattack on the
+same graphs (the tests check that our DICE perturbs the same statistics as DeepRobust's).
 
 Attacks and the embedding similarity use dense ``(N, N)`` matrices: meant for graphs of up to
 a few thousand nodes.
@@ -224,14 +224,15 @@ class STABLEEncoder(nn.Module):
         self.critic_bias = nn.Parameter(torch.zeros(()))
         nn.init.xavier_uniform_(self.critic_weight)
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        """Node embeddings ``(N, d)``."""
+    def forward(self, x: Tensor, edge_index: Tensor, self_loop: float | None = None) -> Tensor:
+        """Node embeddings ``(N, d)`` (``self_loop`` overrides ``β`` for this call)."""
         n = x.shape[0]
         check_graph(x, edge_index)
         keep = edge_index[0] != edge_index[1]
         loops = torch.arange(n, device=x.device)
         ei = torch.cat([edge_index[:, keep], torch.stack([loops, loops])], 1)
-        w = _gcn_weights(ei, n, self.self_loop, x.dtype)
+        beta = self.self_loop if self_loop is None else self_loop
+        w = _gcn_weights(ei, n, beta, x.dtype)
         return self.act(self.conv(x, ei, w))
 
     def score(self, h: Tensor, summary: Tensor) -> Tensor:
@@ -247,8 +248,12 @@ class STABLEEncoder(nn.Module):
         generator: torch.Generator | None,
     ) -> Tensor:
         """STABLE's contrastive loss: the node embeddings of the ``anchor`` graph against the
-        sigmoid-mean summary ``s_v`` of each augmented view, with row-shuffled features on the
-        anchor graph as negatives, ``Σ_v BCE(D(h_i, s_v) → 1, D(h̃_i, s_v) → 0)``.
+        sigmoid-mean summaries ``s_1, s_2`` of the two augmented views, with row-shuffled
+        features on the anchor graph as negatives. As in the authors' DGI code, the critic
+        scores of both views are *added* before one binary cross-entropy:
+        ``BCE(D(h_i, s_1) + D(h_i, s_2) → 1, D(h̃_i, s_1) + D(h̃_i, s_2) → 0)``; the views are
+        encoded with self-loop weight ``β + 1`` (their normalisation adds the identity to
+        ``A + βI`` once more).
 
         Args:
             x: node features ``(N, F)``.
@@ -263,12 +268,11 @@ class STABLEEncoder(nn.Module):
         perm = rng.randperm(x.shape[0], generator=generator, device=x.device)
         h, neg = self(x, anchor), self(x[perm], anchor)
         target = torch.cat([torch.ones(x.shape[0]), torch.zeros(x.shape[0])]).to(h)
-        total = h.new_zeros(())
+        logits = h.new_zeros(2 * x.shape[0])
         for view in (view1, view2):
-            s = torch.sigmoid(self(x, view).mean(0))
-            logits = torch.cat([self.score(h, s), self.score(neg, s)])
-            total = total + F.binary_cross_entropy_with_logits(logits, target)
-        return total
+            s = torch.sigmoid(self(x, view, self.self_loop + 1.0).mean(0))
+            logits = logits + torch.cat([self.score(h, s), self.score(neg, s)])
+        return F.binary_cross_entropy_with_logits(logits, target)
 
 
 def contrastive_embeddings(
@@ -348,7 +352,9 @@ def refine_graph(
     Reliable nodes are those keeping more than ``min_degree`` neighbours after the pruning (the
     authors' ``degree_threshold``): helpers come from the well-connected part of the graph.
     Helper edges are directed ``helper → node`` (the node aggregates from its helpers, like
-    the authors' ``adj[i, topk(i)] = 1``); kept edges stay undirected.
+    the authors' ``adj[i, topk(i)] = 1``); kept edges stay undirected. Here ``k`` counts
+    helpers: the authors' top-``k`` also ranks the node itself (cosine 1) and then clears the
+    self-loop, so their ``k`` gives a reliable node ``k − 1`` helpers.
 
     Args:
         z: node embeddings ``(N, d)``.
