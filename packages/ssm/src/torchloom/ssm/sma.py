@@ -282,7 +282,8 @@ class SeqBoatLayer(nn.Module):
             about half the tokens start activated, decided by tiny random logits). A positive
             value starts every token activated — the ratchet of SMA (skipped tokens get no
             gradient) can then only switch tokens off, so a layer cannot die at initialisation
-            before its attention has learnt anything. Not part of the paper.
+            before its attention has learnt anything. Not part of the paper, and not needed
+            with ``init="authors"``, where the GAU output starts near zero.
         init: parameter initialisation of the GAU and the option/SSM-path projection
             ``W_h``: ``"authors"`` (default; renll/SeqBoat: truncated ``N(0, 0.02²)`` weights,
             ``γ ≈ 0``, so the GAU output starts ``≈ 0`` and the configurator is not driven by
