@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import pytest
 import torch
@@ -228,3 +229,23 @@ def test_fit_ema_holds_the_moving_average_of_the_parameters():
         fit_neumeta(h0, x, y, steps=1, ema_decay=1.0)
     with pytest.raises(ValueError, match="warmup"):
         fit_neumeta(h0, x, y, steps=1, warmup=-1)
+
+
+def test_encode_sizes_lifts_the_size_ratios():
+    # with encode_sizes the size ratios get the same sin/cos octaves as the positions
+    raw, lifted = _small(), _small(encode_sizes=True)
+    f_raw = raw._features("0.weight", torch.Size((5, 6)), 0.0, 1, None, True)
+    f_lift = lifted._features("0.weight", torch.Size((5, 6)), 0.0, 1, None, True)
+    assert f_raw.shape == (1, 30, 5 + 3 * 2 * 3)
+    assert f_lift.shape == (1, 30, 5 + 5 * 2 * 3)
+    x = f_lift[..., :5]
+    torch.testing.assert_close(x, f_raw[..., :5])
+    expected = [x]
+    for k in range(3):
+        expected += [torch.sin(2.0**k * math.pi * x), torch.cos(2.0**k * math.pi * x)]
+    torch.testing.assert_close(f_lift, torch.cat(expected, dim=-1))
+    # the rows-ratio feature (index 3) is 5/12 here; its octaves differ between widths
+    other = lifted._features("0.weight", torch.Size((7, 6)), 0.0, 1, None, True)
+    assert not torch.allclose(other[0, 0, 5:], f_lift[0, 0, 5:])
+    net = lifted.sample(4)
+    assert net(torch.randn(2, 6)).shape == (2, 3)

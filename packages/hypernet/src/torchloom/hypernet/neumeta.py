@@ -220,6 +220,11 @@ class NeuMeta(nn.Module):
         layers: depth of each INR head (residual blocks + 1).
         num_freqs: number of sin/cos octaves ``2^k π`` in the coordinate features.
         residual_scale: initial value of the learnable residual scales.
+        encode_sizes: lift the tensor-size features with the same sin/cos octaves as the
+            positions, as the authors' code lifts every coordinate (each width gets its own
+            high-frequency code); the default keeps the size ratios raw, so the weights of all
+            widths lie on one manifold that is smooth in the size (with a few thousand steps
+            the lifted sizes fitted worse on digits: see the package README).
 
     Shapes:
         ``forward(x, width)``: ``x`` ``(B, in_features)`` → ``(B, out_features)``.
@@ -237,6 +242,7 @@ class NeuMeta(nn.Module):
         layers: int = 3,
         num_freqs: int = 6,
         residual_scale: float = 0.1,
+        encode_sizes: bool = False,
     ) -> None:
         super().__init__()
         self.in_features = check_int(in_features, "in_features")
@@ -250,7 +256,8 @@ class NeuMeta(nn.Module):
         check_int(layers, "layers")
         self.num_freqs = check_int(num_freqs, "num_freqs", minimum=0)
         self.activation = activation
-        d_in = 5 + 3 * 2 * num_freqs
+        self.encode_sizes = bool(encode_sizes)
+        d_in = 5 + (5 if self.encode_sizes else 3) * 2 * num_freqs
         names = [n for n, _ in self._template(self.max_width).named_parameters()]
         self._names = names
         # one head per parameter tensor, keyed without dots (ModuleDict's rule)
@@ -293,7 +300,8 @@ class NeuMeta(nn.Module):
         generator: torch.Generator | None,
         clean_first: bool,
     ) -> torch.Tensor:
-        """Coordinate features ``(samples, numel, 5 + 6F)`` of every entry of ``name``."""
+        """Coordinate features ``(samples, numel, 5 + 10F)`` (``5 + 6F`` without
+        ``encode_sizes``) of every entry of ``name``."""
         ref = next(self.parameters())
         rows, cols = shape[0], shape[1] if len(shape) == 2 else 1
         r, c = torch.meshgrid(
@@ -322,9 +330,8 @@ class NeuMeta(nn.Module):
             ],
             dim=-1,
         ).to(device=ref.device, dtype=ref.dtype)
-        # positions get sin/cos octaves; the size ratios stay raw, so that a width never seen
-        # in training is a smooth interpolation rather than a new high-frequency code
-        pos = x[..., :3]
+        # positions (and, with encode_sizes, the size ratios) get sin/cos octaves
+        pos = x if self.encode_sizes else x[..., :3]
         feats = [x]
         for k in range(self.num_freqs):
             feats += [torch.sin(2.0**k * math.pi * pos), torch.cos(2.0**k * math.pi * pos)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,28 +150,34 @@ def mip(ctx: RunContext) -> Result:
     )
     seeds = [ctx.seed + i for i in range(3)]
     steps = ctx.pick(200, 600)
-    curves: dict[str, list[torch.Tensor]] = {"mip": [], "default": []}
+    # the claims' runs are at lr 1e-3; full mode repeats them at two more learning rates to
+    # measure the sensitivity to this hyperparameter (the paper's "unstable" training)
+    lrs = ctx.pick((1e-3,), (1e-3, 3e-4, 3e-3))
+    curves: dict[tuple[float, str], list[torch.Tensor]] = {}
     spreads: dict[str, list[float]] = {"mip": [], "default": []}
     tests: dict[str, list[float]] = {"mip": [], "default": []}
     rows = []
-    jobs = [(s, f) for s in seeds for f in ("mip", "default")]
-    for seed, form in ctx.progress(jobs, total=len(jobs), description="hypernet.mip"):
-        curve, spread, test = _train(form, seed, steps, data, dev)  # type: ignore[arg-type]
-        curves[form].append(curve)
-        spreads[form].append(spread)
-        tests[form].append(test)
+    jobs = [(lr, s, f) for lr in lrs for s in seeds for f in ("mip", "default")]
+    for lr, seed, form in ctx.progress(jobs, total=len(jobs), description="hypernet.mip"):
+        curve, spread, test = _train(form, seed, steps, data, dev, lr=lr)  # type: ignore[arg-type]
+        curves.setdefault((lr, form), []).append(curve)
+        if lr == lrs[0]:
+            spreads[form].append(spread)
+            tests[form].append(test)
         rows.append(
             {
+                "lr": lr,
                 "seed": seed,
                 "formulation": form,
                 "init_norm_spread": spread,
+                "mean_train_loss": float(curve.mean()),
                 "final_train_loss": float(_smooth(curve)[-1]),
                 "test_loss": test,
             }
         )
 
     ratios, final_ratios, rough, early = [], [], [], []
-    for a, b in zip(curves["mip"], curves["default"]):
+    for a, b in zip(curves[(lrs[0], "mip")], curves[(lrs[0], "default")]):
         sa, sb = _smooth(a), _smooth(b)
         early.append(float(sa[len(a) // 6 - _WINDOW] / sb[len(a) // 6 - _WINDOW]))
         hit = (sa <= sb[-1]).nonzero()
@@ -184,6 +192,17 @@ def mip(ctx: RunContext) -> Result:
     def mean(v: list[float]) -> float:
         return float(sum(v) / len(v))
 
+    def seed_std(lr: float, form: str) -> float:
+        """Across-seed std of the smoothed training-loss curve, averaged over the steps
+        (the paper's shaded band around its mean curves)."""
+        return float(torch.stack([_smooth(c) for c in curves[(lr, form)]]).std(0).mean())
+
+    def lr_spread(form: str) -> float:
+        """Std over learning rates of the mean training loss (seed-averaged): how much the
+        convergence depends on the learning rate."""
+        per_lr = [mean([float(c.mean()) for c in curves[(lr, form)]]) for lr in lrs]
+        return float(torch.tensor(per_lr).std()) if len(per_lr) > 1 else float("nan")
+
     metrics = {
         "norm_spread_mip": mean(spreads["mip"]),
         "norm_spread_default": mean(spreads["default"]),
@@ -193,23 +212,50 @@ def mip(ctx: RunContext) -> Result:
         "final_loss_ratio": mean(final_ratios),
         "early_loss_ratio": mean(early),
         "roughness_ratio": mean(rough),
+        "seed_std_mip": seed_std(lrs[0], "mip"),
+        "seed_std_default": seed_std(lrs[0], "default"),
+        "seed_std_ratio": seed_std(lrs[0], "mip") / seed_std(lrs[0], "default"),
         "test_loss_ratio": mean(tests["mip"]) / mean(tests["default"]),
         "test_loss_mip": mean(tests["mip"]),
         "test_loss_default": mean(tests["default"]),
         "steps": float(steps),
         "seeds": float(len(seeds)),
     }
+    if len(lrs) > 1:
+        metrics["seed_std_ratio_all_lr"] = mean(
+            [seed_std(lr, "mip") / seed_std(lr, "default") for lr in lrs]
+        )
+        metrics["lr_spread_mip"] = lr_spread("mip")
+        metrics["lr_spread_default"] = lr_spread("default")
+        metrics["lr_spread_ratio"] = lr_spread("mip") / lr_spread("default")
+        for lr in lrs:
+            for form in ("mip", "default"):
+                metrics[f"mean_loss_{form}_lr{lr:g}"] = mean(
+                    [float(c.mean()) for c in curves[(lr, form)]]
+                )
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
     for form, color in (("mip", "tab:blue"), ("default", "tab:orange")):
-        for i, c in enumerate(curves[form]):
+        for i, c in enumerate(curves[(lrs[0], form)]):
             x = torch.arange(_WINDOW, len(c) + 1)
             label = f"{form} (seed {seeds[i]})"
             ax.plot(x, _smooth(c), color=color, alpha=0.4 + 0.6 / (i + 1), label=label)
+        # mean ± across-seed std per learning rate (the paper's presentation)
+        for j, lr in enumerate(lrs):
+            sm = torch.stack([_smooth(c) for c in curves[(lr, form)]])
+            mu, sd = sm.mean(0), sm.std(0)
+            x = torch.arange(_WINDOW, sm.shape[1] + _WINDOW)
+            style = ("-", "--", ":")[j % 3]
+            bx.plot(x, mu, style, color=color, label=f"{form}, lr {lr:g}")
+            bx.fill_between(x, mu - sd, mu + sd, color=color, alpha=0.15)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss ({_WINDOW}-step mean)")
-    ax.set_title("MIP vs default hypernetwork, digits, γ = noise strength")
+    ax.set_title(f"lr {lrs[0]:g}, one curve per seed")
     ax.legend(fontsize=7)
+    bx.set_xlabel("step")
+    bx.set_title(f"mean ± std over {len(seeds)} seeds")
+    bx.legend(fontsize=7)
+    fig.suptitle("MIP vs default hypernetwork, digits, γ = noise strength")
     path = ctx.savefig(fig, "mip_vs_default.png")
     plt.close(fig)
     notes = [
@@ -242,6 +288,114 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((net(x).argmax(-1) == y).float().mean())
 
 
+def _neumeta_one_seed(
+    ctx: RunContext, seed: int, width: int, *, with_raw: bool, all_widths: bool
+) -> dict[str, Any]:
+    """One NeuMeta run on the digits split of ``seed``: pretrain, permute, fit the INR's
+    reconstruction (also to the raw network when ``with_raw``), train it over widths and test
+    the sampled networks (every width when ``all_widths``, else 25% only)."""
+    split = digits(flatten=True, seed=seed)
+    dev = ctx.device
+    x_tr, y_tr = split.x_train.to(dev), split.y_train.to(dev)
+    x_te, y_te = split.x_test.to(dev), split.y_test.to(dev)
+    inr_hidden = ctx.pick(32, 128)
+    recon_steps = ctx.pick(200, 600)
+    fit_steps = ctx.pick(40, 3000)
+    full = _train_mlp(width, x_tr, y_tr, ctx.pick(300, 800), seed)
+    perm, _ = permute_for_smoothness(full)
+    acc_full = _accuracy(full, x_te, y_te)
+
+    recon: dict[str, float] = {}
+    hypers: dict[str, NeuMeta] = {}
+    targets = [("permuted", perm), ("raw", full)] if with_raw else [("permuted", perm)]
+    for name, target in ctx.progress(targets, total=len(targets), description="INR fit"):
+        torch.manual_seed(seed)
+        h = NeuMeta(
+            64, 10, depth=1, max_width=width, min_width=width // 4, hidden=inr_hidden, num_freqs=7
+        ).to(dev)
+        fit_neumeta(
+            h,
+            None,
+            None,
+            ce_weight=0.0,
+            steps=recon_steps,
+            pretrained=target,
+            lr=3e-3,
+            reg_weight=0.0,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        with torch.no_grad():
+            recon[name] = float(
+                weighted_reconstruction_loss(h.weights(width), dict(h.named_targets(target)))
+            )
+        hypers[name] = h
+        ctx.log(f"seed {seed}: reconstruction loss ({name}): {recon[name]:.3g}")
+
+    h = hypers["permuted"]
+    g = torch.Generator().manual_seed(seed + 1)
+    losses = fit_neumeta(
+        h,
+        x_tr,
+        y_tr,
+        steps=fit_steps,
+        pretrained=perm,
+        lr=1e-3,
+        warmup=fit_steps // 10,
+        ema_decay=ctx.pick(0.9, 0.995),
+        generator=g,
+        progress=lambda n: iter(ctx.progress(range(n), total=n, description="NeuMeta")),
+    )
+    fractions = ctx.pick((4, 8), (4, 5, 6, 8)) if all_widths else ()  # in eighths of W
+    widths = sorted({width * f // 8 for f in (2, *fractions)})
+    rows: list[dict[str, float]] = []
+    for w in widths:
+        # the clean coordinates (K = 1) or the mean of K = 10 noisy draws: chosen per width
+        # on the training set, never on the test set
+        draws = {
+            k: h.sample(w, samples=k, generator=torch.Generator().manual_seed(w)) for k in (1, 10)
+        }
+        k_best = max(draws, key=lambda k: _accuracy(draws[k], x_tr, y_tr))
+        first, last = nn.Linear(64, w).to(dev), nn.Linear(w, 10).to(dev)
+        p0, p2 = perm[0], perm[2]
+        assert isinstance(p0, nn.Linear) and isinstance(p2, nn.Linear)
+        with torch.no_grad():
+            first.weight.copy_(p0.weight[:w])
+            first.bias.copy_(p0.bias[:w])
+            last.weight.copy_(p2.weight[:, :w])
+            last.bias.copy_(p2.bias)
+        truncated = nn.Sequential(first, nn.ReLU(), last)
+        own = _train_mlp(w, x_tr, y_tr, ctx.pick(150, 800), seed)
+        rows.append(
+            {
+                "seed": seed,
+                "width": w,
+                "neumeta": _accuracy(draws[k_best], x_te, y_te),
+                "neumeta_k": k_best,
+                "neumeta_k1": _accuracy(draws[1], x_te, y_te),
+                "neumeta_k10": _accuracy(draws[10], x_te, y_te),
+                "neumeta_train": _accuracy(draws[k_best], x_tr, y_tr),
+                "truncated": _accuracy(truncated, x_te, y_te),
+                "trained_alone": _accuracy(own, x_te, y_te),
+            }
+        )
+        ctx.log(f"seed {seed}, width {w}: {rows[-1]}")
+    r25 = rows[0]
+    summary = {
+        "seed": float(seed),
+        "acc_full": acc_full,
+        "acc_25": r25["neumeta"],
+        "gap_25": acc_full - r25["neumeta"],
+        "acc_25_k1": r25["neumeta_k1"],
+        "acc_25_k10": r25["neumeta_k10"],
+        "k_25": float(r25["neumeta_k"]),
+        "acc_25_train": r25["neumeta_train"],
+        "acc_25_truncated": r25["truncated"],
+        "acc_25_trained_alone": r25["trained_alone"],
+        "final_train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+    }
+    return {"recon": recon, "rows": rows, "summary": summary}
+
+
 @recipe(
     name="hypernet.neumeta",
     papers=(52,),
@@ -257,7 +411,8 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
             "gap_25",
             "<=",
             0.03,
-            paper="at 75% compression NeuMeta stays close to the full network (Table 1)",
+            paper="at 75% compression NeuMeta stays close to the full network (Table 1); "
+            "mean over 3 seeds (data split, pretraining and INR)",
             quick=False,
         ),
     ],
@@ -271,122 +426,59 @@ def neumeta(ctx: RunContext) -> Result:
     permuted INR is trained by :func:`fit_neumeta` over widths ``[W/4, W]`` (warm-up, cosine
     decay, EMA of the INR) and several widths are sampled — from the clean coordinates or as
     the mean of K = 10 noisy draws, whichever is more accurate on the training set — and
-    tested. ``gap_25`` is full-network accuracy minus the accuracy at 25% width; baselines
-    at each width: the pretrained network truncated to its first ``w`` permuted units
-    (no retraining) and an independently trained network of that width.
+    tested. ``gap_25`` is full-network accuracy minus the accuracy at 25% width, averaged
+    over 3 seeds in full mode (each seed its own data split, pretrained network and INR;
+    ``gap_25_worst`` and ``gap_25_seed<k>`` report the spread). Baselines at each width: the
+    pretrained network truncated to its first ``w`` permuted units (no retraining) and an
+    independently trained network of that width.
     """
     import matplotlib.pyplot as plt
 
-    split = digits(flatten=True, seed=ctx.seed)
-    dev = ctx.device
-    x_tr, y_tr = split.x_train.to(dev), split.y_train.to(dev)
-    x_te, y_te = split.x_test.to(dev), split.y_test.to(dev)
     width = ctx.pick(32, 64)
-    inr_hidden = ctx.pick(32, 128)
-    recon_steps = ctx.pick(200, 600)
-    fit_steps = ctx.pick(40, 3000)
-    full = _train_mlp(width, x_tr, y_tr, ctx.pick(300, 800), ctx.seed)
-    perm, _ = permute_for_smoothness(full)
-    acc_full = _accuracy(full, x_te, y_te)
-
+    seeds = ctx.pick([ctx.seed], [ctx.seed + i for i in range(3)])
     recon: dict[str, float] = {}
-    hypers: dict[str, NeuMeta] = {}
-    for name, target in ctx.progress(
-        [("permuted", perm), ("raw", full)], total=2, description="INR fit"
-    ):
-        torch.manual_seed(ctx.seed)
-        h = NeuMeta(
-            64, 10, depth=1, max_width=width, min_width=width // 4, hidden=inr_hidden, num_freqs=7
-        ).to(dev)
-        fit_neumeta(
-            h,
-            None,
-            None,
-            ce_weight=0.0,
-            steps=recon_steps,
-            pretrained=target,
-            lr=3e-3,
-            reg_weight=0.0,
-            generator=torch.Generator().manual_seed(ctx.seed),
-        )
-        with torch.no_grad():
-            recon[name] = float(
-                weighted_reconstruction_loss(h.weights(width), dict(h.named_targets(target)))
-            )
-        hypers[name] = h
-        ctx.log(f"reconstruction loss ({name}): {recon[name]:.3g}")
+    rows: list[dict[str, float]] = []
+    per_seed: list[dict[str, float]] = []
+    for i, seed in enumerate(seeds):
+        first = i == 0
+        out = _neumeta_one_seed(ctx, seed, width, with_raw=first, all_widths=first)
+        recon.update(out["recon"])
+        rows += out["rows"]
+        per_seed.append(out["summary"])
+        ctx.log(f"seed {seed}: {out['summary']}")
 
-    h = hypers["permuted"]
-    g = torch.Generator().manual_seed(ctx.seed + 1)
-    losses = fit_neumeta(
-        h,
-        x_tr,
-        y_tr,
-        steps=fit_steps,
-        pretrained=perm,
-        lr=1e-3,
-        warmup=fit_steps // 10,
-        ema_decay=ctx.pick(0.9, 0.995),
-        generator=g,
-        progress=lambda n: iter(ctx.progress(range(n), total=n, description="NeuMeta")),
-    )
-    fractions = ctx.pick((4, 8), (4, 5, 6, 8))  # in eighths of the largest width
-    widths = sorted({width * f // 8 for f in (2, *fractions)})
-    rows = []
-    for w in widths:
-        # the clean coordinates (K = 1) or the mean of K = 10 noisy draws: chosen per width
-        # on the training set, never on the test set
-        draws = {
-            k: h.sample(w, samples=k, generator=torch.Generator().manual_seed(w)) for k in (1, 10)
-        }
-        k_best = max(draws, key=lambda k: _accuracy(draws[k], x_tr, y_tr))
-        sampled = draws[k_best]
-        first, last = nn.Linear(64, w).to(dev), nn.Linear(w, 10).to(dev)
-        p0, p2 = perm[0], perm[2]
-        assert isinstance(p0, nn.Linear) and isinstance(p2, nn.Linear)
-        with torch.no_grad():
-            first.weight.copy_(p0.weight[:w])
-            first.bias.copy_(p0.bias[:w])
-            last.weight.copy_(p2.weight[:, :w])
-            last.bias.copy_(p2.bias)
-        truncated = nn.Sequential(first, nn.ReLU(), last)
-        own = _train_mlp(w, x_tr, y_tr, ctx.pick(150, 800), ctx.seed)
-        rows.append(
-            {
-                "width": w,
-                "neumeta": _accuracy(sampled, x_te, y_te),
-                "neumeta_k": k_best,
-                "neumeta_k1": _accuracy(draws[1], x_te, y_te),
-                "neumeta_k10": _accuracy(draws[10], x_te, y_te),
-                "truncated": _accuracy(truncated, x_te, y_te),
-                "trained_alone": _accuracy(own, x_te, y_te),
-            }
-        )
-        ctx.log(f"width {w}: {rows[-1]}")
-    acc_25 = rows[0]["neumeta"]
+    def mean(key: str) -> float:
+        return float(sum(r[key] for r in per_seed) / len(per_seed))
+
     metrics = {
         "recon_permuted": recon["permuted"],
         "recon_raw": recon["raw"],
         "recon_ratio": recon["permuted"] / recon["raw"],
-        "acc_full": acc_full,
-        "acc_25": acc_25,
-        "gap_25": acc_full - acc_25,
-        "acc_25_k1": rows[0]["neumeta_k1"],
-        "acc_25_k10": rows[0]["neumeta_k10"],
-        "k_25": float(rows[0]["neumeta_k"]),
-        "acc_25_truncated": rows[0]["truncated"],
-        "acc_25_trained_alone": rows[0]["trained_alone"],
-        "final_train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+        "acc_full": mean("acc_full"),
+        "acc_25": mean("acc_25"),
+        "gap_25": mean("gap_25"),
+        "gap_25_worst": max(r["gap_25"] for r in per_seed),
+        "acc_25_k1": mean("acc_25_k1"),
+        "acc_25_k10": mean("acc_25_k10"),
+        "acc_25_truncated": mean("acc_25_truncated"),
+        "acc_25_trained_alone": mean("acc_25_trained_alone"),
+        "final_train_loss": mean("final_train_loss"),
         "max_width": float(width),
+        "seeds": float(len(seeds)),
     }
+    for r in per_seed:
+        metrics[f"gap_25_seed{int(r['seed'])}"] = r["gap_25"]
+    first_rows = [r for r in rows if r["seed"] == seeds[0]]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, style in (("neumeta", "o-"), ("truncated", "s--"), ("trained_alone", "^:")):
-        ax.plot([r["width"] for r in rows], [r[key] for r in rows], style, label=key)
-    ax.axhline(acc_full, color="gray", lw=0.8, label="full network")
+        ax.plot([r["width"] for r in first_rows], [r[key] for r in first_rows], style, label=key)
+    ax.axhline(per_seed[0]["acc_full"], color="gray", lw=0.8, label="full network")
+    for r in per_seed[1:]:
+        ax.plot([width // 4], [r["acc_25"]], "o", color="tab:blue", alpha=0.5)
     ax.set_xlabel("hidden width")
     ax.set_ylabel("test accuracy")
-    ax.set_title("NeuMeta: one INR, networks of every width (digits)")
+    ax.set_title(f"NeuMeta: one INR, networks of every width (digits, seed {seeds[0]})")
     ax.legend(fontsize=8)
     path = ctx.savefig(fig, "neumeta_widths.png")
     plt.close(fig)
-    return Result(metrics=metrics, figures=[path], tables={"widths": rows})
+    return Result(metrics=metrics, figures=[path], tables={"widths": rows, "seeds": per_seed})
