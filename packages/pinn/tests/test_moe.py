@@ -367,3 +367,42 @@ def test_exact_initial_jacobian_and_gradient(problem: ReactionDiffusion | Burger
 def test_bad_initial_mode() -> None:
     with pytest.raises(ValueError, match="initial"):
         HardConstraintMoE(Burgers(), initial="soft")  # type: ignore[arg-type]
+
+
+def test_local_initial_rows_equal_per_slab_least_squares() -> None:
+    # ρ = 0: linear constraint; with initial_rows="local" expert k's initial rows are the
+    # initial points of its own slab only (the authors' Navier–Stokes partitioning)
+    torch.manual_seed(0)
+    m = HardConstraintMoE(
+        ReactionDiffusion(rho=0.0),
+        n_experts=2,
+        n_basis=6,
+        width=8,
+        lm_iter=60,
+        initial_rows="local",
+    ).double()
+    pde, ic, bc_t = m.sample_constraint_points(20, 6, 4, torch.Generator().manual_seed(0))
+    w = m.solve(pde, ic, bc_t)
+    _phi, phi_t, _, phi_xx = m.basis_terms(pde)
+    lft = torch.stack([torch.zeros(4, dtype=torch.float64), bc_t], 1)
+    rgt = torch.stack([torch.full((4,), 2 * np.pi, dtype=torch.float64), bc_t], 1)
+    bl, _, blx, _ = m.basis_terms(lft)
+    br, _, brx, _ = m.basis_terms(rgt)
+    s, sb = m.ic_weight / np.sqrt(3), m.bc_weight / np.sqrt(4)
+    for k in range(2):
+        mine = ic[(ic[:, 0] >= k * np.pi) & (ic[:, 0] < (k + 1) * np.pi)]
+        assert mine.shape[0] == 3
+        A = torch.cat(
+            [
+                (phi_t[k] - phi_xx[k]) / np.sqrt(20),
+                m.basis_terms(mine)[0] * s,
+                (bl - br) * sb,
+                (blx - brx) * sb,
+                m.ridge * torch.eye(6, dtype=torch.float64),
+            ]
+        ).detach()
+        rhs = torch.cat([torch.zeros(20), m.problem.initial(mine[:, 0]) * s, torch.zeros(14)])
+        ref = torch.linalg.lstsq(A, rhs.double().unsqueeze(-1)).solution.squeeze(-1)
+        torch.testing.assert_close(w[k].detach(), ref, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="initial_rows"):
+        HardConstraintMoE(Burgers(), initial_rows="both")  # type: ignore[arg-type]

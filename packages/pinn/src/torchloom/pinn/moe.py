@@ -586,6 +586,11 @@ class HardConstraintMoE(nn.Module):
             ``u = u₀(x) + (t − t₀)/(t_end − t₀) · φᵀw``, so ``u(x, t₀) = u₀(x)`` holds by
             construction and the constraint holds the PDE and boundary rows only (the
             initial-condition rows vanish identically).
+        initial_rows: with ``initial="constraint"``: ``"global"``, every expert's constraint
+            holds the initial condition over the whole domain (the authors' diffusion–sorption
+            code broadcasts it to every expert), or ``"local"``, only over its own slab (their
+            Navier–Stokes code partitions it like the PDE rows); the number of initial points
+            must then be a multiple of ``K``.
     """
 
     def __init__(
@@ -601,12 +606,16 @@ class HardConstraintMoE(nn.Module):
         lm_iter: int = 10,
         hessian: Literal["exact", "gauss_newton"] = "exact",
         initial: Literal["constraint", "exact"] = "constraint",
+        initial_rows: Literal["global", "local"] = "global",
     ) -> None:
         super().__init__()
         check_int(n_experts, "n_experts")
         if initial not in ("constraint", "exact"):
             raise ValueError(f"initial must be 'constraint' or 'exact', got {initial!r}")
         self.initial: Literal["constraint", "exact"] = initial
+        if initial_rows not in ("global", "local"):
+            raise ValueError(f"initial_rows must be 'global' or 'local', got {initial_rows!r}")
+        self.initial_rows: Literal["global", "local"] = initial_rows
         check_int(n_basis, "n_basis")
         self.problem = problem
         self.K = n_experts
@@ -902,10 +911,12 @@ class HardConstraintMoE(nn.Module):
         off, (phi, phi_t, phi_x, phi_xx) = self.terms(pde_pts)
         K = self.K
         left, right = self._boundary_pts(bc_t)
+        if self.initial_rows == "local":
+            ic_pts = self.group(ic_pts)  # (K, Q / K, 2): each expert its own slab's points
         off_ic, (phi_ic, _, _, _) = self.terms(ic_pts)
         off_l, (bl, _, blx, _) = self.terms(left)
         off_r, (br, _, brx, _) = self.terms(right)
-        u_ic = self.problem.initial(ic_pts[:, 0]) - off_ic[:, 0]
+        u_ic = self.problem.initial(ic_pts[..., 0]) - off_ic[..., 0]
         off_b = torch.stack([off_l[:, 0], off_l[:, 2], off_r[:, 0], off_r[:, 2]], -1)
         g = self.problem.boundary_value(bc_t)
 
@@ -919,8 +930,8 @@ class HardConstraintMoE(nn.Module):
             phi_t,
             phi_x,
             phi_xx,
-            rep(phi_ic),
-            rep(u_ic),
+            phi_ic if phi_ic.dim() == 3 else rep(phi_ic),
+            u_ic if u_ic.dim() == 2 else rep(u_ic),
             rep(bl),
             rep(blx),
             rep(br),
