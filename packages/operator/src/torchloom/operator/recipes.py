@@ -233,6 +233,13 @@ def _fit_grid_operator(
             quick=False,
         ),
         Claim(
+            "mgno_over_fno_neuralop",
+            "<",
+            1.0,
+            paper="the same against the issue's peer, neuraloperator's FNO (Tab. 2)",
+            quick=False,
+        ),
+        Claim(
             "mgno_over_mean",
             "<=",
             0.5,
