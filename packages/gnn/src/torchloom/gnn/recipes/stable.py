@@ -184,7 +184,7 @@ def _figure(metrics: dict[str, float], attacks: list[str]) -> Any:
     labels = {"dr_metattack": "DeepRobust\nMetattack 20%"}
     ax.set_xticks(xs, [a if a == "clean" else labels.get(a, f"{a} 20%") for a in attacks])
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(0.5, 1.0)
-    ax.legend()
+    ax.set_ylim(0.4, 1.08)
+    ax.legend(loc="upper left", ncol=2)
     ax.set_title("STABLE vs GCN under structure poisoning (generated citation graph)", fontsize=9)
     return fig
