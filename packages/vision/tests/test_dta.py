@@ -15,6 +15,7 @@ from torchloom.vision.dta import (
     optimize_camouflage,
     paint_textures,
     render,
+    render_exact,
     sample_scenes,
 )
 
@@ -137,6 +138,45 @@ def test_attack_lowers_a_known_detector() -> None:
     seen = probe.grad > 0
     assert int(seen.sum()) >= 30
     assert float(tex[seen].mean()) < 0.05 and float(tex[seen].max()) < 0.2
+
+
+def test_render_exact_is_the_unquantised_differentiable_render() -> None:
+    scenes = _scenes(3, seed=4)
+    # albedo <= 0.4 keeps every pixel below the clip at 1 (shading <= 1.3, highlight <= 0.43)
+    tex = 0.4 * torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    tex.requires_grad_(True)
+    exact = render_exact(tex, scenes)
+    # the black box is exactly its 8-bit quantisation
+    torch.testing.assert_close(
+        render(tex.detach(), scenes), torch.round(exact.detach() * 255) / 255
+    )
+    # linear in the texels on the body (the highlight and background do not depend on them)
+    # with a positive per-pixel gain: the shading; the gradient reaches every visible texel
+    exact.sum().backward()
+    assert tex.grad is not None
+    probe = tex.detach().clone().requires_grad_(True)
+    expand_texture(probe, scenes, 16).sum().backward()
+    assert probe.grad is not None
+    torch.testing.assert_close(tex.grad > 0, probe.grad > 0)
+
+
+def test_attack_with_a_differentiable_renderer() -> None:
+    # the white-box variant: same attack through render_exact; a detector that fires on bright
+    # cars is beaten by a dark texture
+    class Bright(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 50.0 * (x.mean(dim=(1, 2, 3)) - 0.3)
+
+    scenes = _scenes(16, seed=5)
+    g = torch.Generator().manual_seed(0)
+    tex = optimize_camouflage(
+        None, Bright(), scenes, 4, steps=60, batch=8, lr=0.2, generator=g, renderer=render_exact
+    )
+    start = render_exact(torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(9)), scenes)
+    after = render_exact(tex[None], scenes)
+    assert float(after.mean()) < float(start.mean()) - 0.01
+    with pytest.raises(ValueError, match="dtn or a differentiable renderer"):
+        optimize_camouflage(None, Bright(), scenes, 4, steps=1)
 
 
 def test_tiny_detector_and_paints() -> None:

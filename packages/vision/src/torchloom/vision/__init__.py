@@ -11,6 +11,7 @@ from torchloom.vision.dta import (
     optimize_camouflage as optimize_camouflage,
     paint_textures as paint_textures,
     render as render,
+    render_exact as render_exact,
     sample_scenes as sample_scenes,
 )
 from torchloom.vision.msssim import (
@@ -84,6 +85,7 @@ __all__: list[str] = [
     "optimize_camouflage",
     "paint_textures",
     "render",
+    "render_exact",
     "sample_scenes",
     "simple_points",
     "skeletonize",

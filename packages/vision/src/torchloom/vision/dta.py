@@ -49,6 +49,7 @@ __all__ = [
     "optimize_camouflage",
     "paint_textures",
     "render",
+    "render_exact",
     "sample_scenes",
 ]
 
@@ -209,6 +210,24 @@ def render(texture: Tensor, scenes: Scenes) -> Tensor:
     Blinn-Phong highlight ``0.5 · diffuse · max(n·h, 0)^24``; tyres are dark rubber; elsewhere
     the background. The image is then box-down-sampled by 2, clipped and quantised to 1/255.
     """
+    return torch.round(render_exact(texture, scenes) * 255.0) / 255.0
+
+
+def render_exact(texture: Tensor, scenes: Scenes) -> Tensor:
+    """The renderer's image before 8-bit quantisation, differentiable in the texture.
+
+    Same as :func:`render` without the final rounding. DTA never uses it (the renderer is a
+    black box to the attack); it gives the *white-box* bound in diagnostics: a camouflage
+    optimised with the true renderer's exact gradients (``optimize_camouflage(...,
+    renderer=render_exact)``).
+
+    Args:
+        texture: ``(B | 1, 3, k, k)`` or ``(3, k, k)``.
+        scenes: ``B`` scenes.
+
+    Returns:
+        ``(B, 3, S/2, S/2)`` in ``[0, 1]``, ``S`` the scenes' background size.
+    """
     n = len(scenes)
     texture = _check_texture(texture, n).to(scenes.cx.device, torch.float32)
     size = scenes.background.shape[-1]
@@ -228,8 +247,7 @@ def render(texture: Tensor, scenes: Scenes) -> Tensor:
     rubber = 0.08 * shade
     img = torch.where(body[:, None], car, scenes.background)
     img = torch.where(tyre[:, None], rubber, img)
-    img = F.avg_pool2d(img, 2)
-    return torch.round(img.clamp(0, 1) * 255.0) / 255.0
+    return F.avg_pool2d(img, 2).clamp(0, 1)
 
 
 def _texel_lookup(texture: Tensor, u: Tensor, v: Tensor) -> Tensor:
@@ -379,7 +397,7 @@ def paint_textures(
 
 
 def optimize_camouflage(
-    dtn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    dtn: Callable[[Tensor, Tensor, Tensor], Tensor] | None,
     detector: nn.Module,
     scenes: Scenes,
     texture_size: int = 8,
@@ -388,6 +406,7 @@ def optimize_camouflage(
     lr: float = 0.1,
     generator: torch.Generator | None = None,
     reference: Tensor | None = None,
+    renderer: Callable[[Tensor, Scenes], Tensor] | None = None,
 ) -> Tensor:
     """DTA's attack: optimise a texture through the DTN against the detector with EOT.
 
@@ -405,10 +424,14 @@ def optimize_camouflage(
         generator: randomness of the initial texture and the scene draws.
         reference: reference renders ``(N, 3, S, S)`` of ``scenes`` (computed with the neutral
             grey texture if omitted).
+        renderer: instead of the DTN, a differentiable ``(texture, scenes) -> image`` renderer
+            (e.g. :func:`render_exact` for the white-box bound); ``dtn`` is then ignored.
 
     Returns:
         The camouflage texture ``(3, k, k)`` in ``[0, 1]``.
     """
+    if dtn is None and renderer is None:
+        raise ValueError("optimize_camouflage needs a dtn or a differentiable renderer")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     n = len(scenes)
     if reference is None:
@@ -420,7 +443,7 @@ def optimize_camouflage(
     w.requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     frozen = list(detector.parameters())
-    if isinstance(dtn, nn.Module):
+    if isinstance(dtn, nn.Module) and renderer is None:
         frozen += list(dtn.parameters())
     for p in frozen:
         p.requires_grad_(False)
@@ -428,8 +451,12 @@ def optimize_camouflage(
         idx = torch.randint(0, n, (min(batch, n),), generator=g)
         sub = scenes.index(idx)
         tex = torch.sigmoid(w)
-        exp = expand_texture(tex, sub, size)
-        x = dtn(reference[idx.to(dev)], exp, mask[idx.to(dev)])
+        if renderer is not None:
+            x = renderer(tex[None], sub.to(dev))
+        else:
+            assert dtn is not None
+            exp = expand_texture(tex, sub, size)
+            x = dtn(reference[idx.to(dev)], exp, mask[idx.to(dev)])
         loss = -F.logsigmoid(-detector(x)).mean()
         opt.zero_grad()
         loss.backward()
