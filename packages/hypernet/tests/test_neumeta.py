@@ -249,3 +249,26 @@ def test_encode_sizes_lifts_the_size_ratios():
     assert not torch.allclose(other[0, 0, 5:], f_lift[0, 0, 5:])
     net = lifted.sample(4)
     assert net(torch.randn(2, 6)).shape == (2, 3)
+
+
+def test_fit_constant_schedule_takes_twice_the_cosine_second_step():
+    # steps=2: the cosine factor at the second step is 0.5, the constant one 1; both runs see
+    # the same first step and the same gradient, so Adam's second updates differ by exactly 2x
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    h0 = _small()
+    runs = {}
+    for name, kw in {
+        "one": {"steps": 1},
+        "cos": {"steps": 2},
+        "const": {"steps": 2, "cosine": False},
+    }.items():
+        h = copy.deepcopy(h0)
+        fit_neumeta(
+            h, x, y, lr=1e-2, clip_grad=None, generator=torch.Generator().manual_seed(1), **kw
+        )
+        runs[name] = h.state_dict()
+    for k, p1 in runs["one"].items():
+        torch.testing.assert_close(runs["cos"][k] - p1, 0.5 * (runs["const"][k] - p1))
+    assert any(not torch.equal(runs["const"][k], p1) for k, p1 in runs["one"].items())

@@ -443,6 +443,7 @@ def fit_neumeta(
     full_width_prob: float = 0.25,
     clip_grad: float | None = 1.0,
     warmup: int = 0,
+    cosine: bool = True,
     ema_decay: float = 0.0,
     generator: torch.Generator | None = None,
     progress: Callable[[int], Iterator[int]] | None = None,
@@ -463,7 +464,7 @@ def fit_neumeta(
         pretrained: the network to reconstruct at ``max_width`` (optional).
         batch: minibatch size for the task loss.
         lr: peak Adam learning rate: linear warm-up over ``warmup`` steps, then annealed to 0
-            by a cosine schedule.
+            by a cosine schedule (``cosine=True``) or held constant (the authors' schedule).
         noise: coordinate noise amplitude in index units (paper: 1, i.e. ±½).
         ce_weight: weight of the task loss.
         reg_weight: weight of the weight-norm regulariser.
@@ -471,6 +472,7 @@ def fit_neumeta(
         full_width_prob: probability of drawing ``max_width``.
         clip_grad: max gradient norm (``None``: no clipping); mixing widths makes the loss
             landscape far rougher than at one width, and unclipped steps can collapse the INR.
+        cosine: anneal the learning rate to 0 after the warm-up; ``False`` keeps it constant.
         warmup: steps of linear learning-rate warm-up (large early steps on mixed widths
             otherwise undo the reconstruction pre-fit).
         ema_decay: decay of the parameter moving average (0: none); with ``ema_decay > 0``
@@ -499,7 +501,7 @@ def fit_neumeta(
 
     def schedule(step: int) -> float:
         warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        return warm * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+        return warm * (0.5 * (1.0 + math.cos(math.pi * step / steps)) if cosine else 1.0)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     averaged = [p.detach().clone() for p in hyper.parameters()] if ema_decay > 0 else None
