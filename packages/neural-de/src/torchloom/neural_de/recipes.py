@@ -463,6 +463,7 @@ def stable_sde(ctx: RunContext) -> Result:
         lr=2e-3,
         same_series=True,
         protocol="authors",
+        noise=0.3,
     )
     first, last = rows[0], rows[-1]
 
@@ -493,6 +494,9 @@ def stable_sde(ctx: RunContext) -> Result:
             "Linear-BatchNorm-ReLU-Linear; NCDE with a linear head",
             "every rate drops values from the same series (nested masks); every model: Adam "
             "lr 2e-3, same iterations and batches; SDEs start at σ = 0.05 (diffusion_init)",
+            "authors' protocol: whole time points removed, normalised channels, Hermite "
+            "splines (backward differences), 60/20/20 split, best-validation parameters; "
+            "observation noise 0.3 (0.1 leaves every model at 0.97-1.00 at 70% missing)",
         ],
     )
 
