@@ -209,7 +209,16 @@ def irregular_spirals(
     ``drop="times"``: the protocol of Oh et al. (and Kidger et al. 2020) — in every series
     ``int(length·missing)`` whole time points (all channels) chosen uniformly are removed.
 
-    Returns ``x`` ``(n, length, 2)`` (NaN = missing), ``t`` ``(length,)``, labels ``(n,)``.
+    Args:
+        n: number of series.
+        length: observation times per series.
+        missing: fraction of values (or time points) removed, in ``[0, 1)``.
+        generator: source of the series and of the masks (same state, nested masks).
+        noise: standard deviation of the observation noise.
+        drop: ``"values"`` or ``"times"``.
+
+    Returns:
+        ``x`` ``(n, length, 2)`` (NaN = missing), ``t`` ``(length,)``, labels ``(n,)``.
     """
     if drop not in ("values", "times"):
         raise ValueError(f"drop must be 'values' or 'times', got {drop!r}")
@@ -569,6 +578,18 @@ def ou_paths(
     ``X₀ ~ N(0, x0_std²)``, at the times ``ts`` ``(T,)``: ``(n, T, 1)``.
 
     ``X_{t+Δ} = μ + (X_t − μ)e^{−θΔ} + σ·sqrt((1 − e^{−2θΔ})/(2θ))·ξ`` (no discretisation error).
+
+    Args:
+        n: number of paths.
+        ts: ``(T,)`` increasing times (the output takes its dtype and device).
+        generator: source of the initial values and increments.
+        theta: mean-reversion rate ``θ``.
+        mu: long-run mean ``μ``.
+        sigma: noise level ``σ``.
+        x0_std: standard deviation of ``X₀`` (mean 0).
+
+    Returns:
+        ``(n, T, 1)`` paths.
     """
     x = x0_std * torch.randn(n, generator=generator)
     out = [x]
