@@ -58,6 +58,27 @@ def test_failing_claim_and_quick_only_checking(tmp_path: Path) -> None:
     assert res_full.claims[1].checked and not res_full.claims[1].holds
 
 
+def test_claim_on_a_missing_peer_is_reported_not_checked(tmp_path: Path) -> None:
+    @recipe(
+        name="toy.peer",
+        papers=(1,),
+        claims=[
+            Claim("vs_absent_peer", "<", 1.0, requires="no_such_peer_module_xyz"),
+            Claim("vs_installed_peer", "<", 1.0, requires="torch"),
+        ],
+    )
+    def r(ctx: RunContext) -> Result:
+        return Result(metrics={"vs_installed_peer": 2.0})
+
+    res = run_recipe(r, quick=False, out_dir=tmp_path, show_progress=False)
+    absent, installed = res.claims
+    assert not absent.checked and "no_such_peer_module_xyz" in absent.why_unchecked
+    assert installed.checked and not installed.holds  # an installed peer is judged as usual
+    assert not res.ok
+    data = json.loads((tmp_path / "toy.peer" / "result.json").read_text())
+    assert data["claims"][0]["why_unchecked"] == absent.why_unchecked
+
+
 def test_missing_metric_fails_claim(tmp_path: Path) -> None:
     @recipe(name="toy.missing", papers=(1,), claims=[Claim("absent", ">", 0.0)])
     def r(ctx: RunContext) -> Result:

@@ -65,7 +65,7 @@ def _claims_table(result: Result) -> Table:
     for c in result.claims:
         measured = "not measured" if c.measured is None else f"{c.measured:.4g}"
         if not c.checked:
-            holds = "[dim]not checked (full mode only)[/dim]"
+            holds = f"[dim]not checked ({c.why_unchecked or 'full mode only'})[/dim]"
         else:
             holds = "[green]yes[/green]" if c.holds else "[red]no[/red]"
         t.add_row(c.claim.describe(), c.claim.paper, measured, holds)

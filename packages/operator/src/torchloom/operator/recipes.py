@@ -238,6 +238,7 @@ def _fit_grid_operator(
             1.0,
             paper="the same against the issue's peer, neuraloperator's FNO (Tab. 2)",
             quick=False,
+            requires="neuralop",
         ),
         Claim(
             "mgno_over_mean",
