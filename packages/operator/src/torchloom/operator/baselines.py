@@ -10,35 +10,14 @@ neuraloperator's ``FNO`` (optional dependency, imported when called).
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from torchloom.core.checks import check_floating
+from torchloom.core.nn import mlp
 
-__all__ = ["DeepONet", "EvenGridFNO", "FNO2d", "SpectralConv2d", "mlp", "neuralop_fno"]
-
-
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """A fully connected network with ``activation`` between (not after) the layers.
-
-    Args:
-        sizes: layer widths, input first.
-        activation: the activation module class.
-
-    Returns:
-        ``nn.Sequential`` mapping ``(..., sizes[0])`` to ``(..., sizes[-1])``.
-    """
-    if len(sizes) < 2:
-        raise ValueError(f"sizes must have at least 2 entries, got {sizes}")
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+__all__ = ["DeepONet", "EvenGridFNO", "FNO2d", "SpectralConv2d", "neuralop_fno"]
 
 
 class SpectralConv2d(nn.Module):
@@ -152,8 +131,8 @@ class DeepONet(nn.Module):
         self, branch_in: int, trunk_in: int = 2, width: int = 64, depth: int = 3, basis: int = 64
     ) -> None:
         super().__init__()
-        self.branch = mlp([branch_in] + [width] * depth + [basis])
-        self.trunk = mlp([trunk_in] + [width] * depth + [basis])
+        self.branch = mlp([branch_in] + [width] * depth + [basis], nn.Tanh)
+        self.trunk = mlp([trunk_in] + [width] * depth + [basis], nn.Tanh)
         self.trunk_act = nn.Tanh()
         self.bias = nn.Parameter(torch.zeros(()))
 
