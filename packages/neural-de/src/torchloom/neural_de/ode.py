@@ -190,7 +190,7 @@ def _rms(x: Tensor) -> Tensor:
 
 
 def _norm2(x: Tensor) -> Tensor:
-    return x.pow(2).sum().sqrt()
+    return torch.linalg.vector_norm(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,11 +238,12 @@ def _rk_step(
     ks = [f0]
     g_prev, g_last = y0, y0
     y1 = y0
+    # torch.add(..., alpha=) fuses the scale into the add: one kernel per term, not two
     for i in range(1, tab.stages):
         yi = y0
         for j, aij in enumerate(tab.a[i]):
             if aij != 0.0:
-                yi = yi + (h * aij) * ks[j]
+                yi = torch.add(yi, ks[j], alpha=h * aij)
         g_prev, g_last = g_last, yi
         ks.append(f(t0 + tab.c[i] * h, yi))
     if tab.fsal:
@@ -250,7 +251,7 @@ def _rk_step(
     else:
         for i, bi in enumerate(tab.b):
             if bi != 0.0:
-                y1 = y1 + (h * bi) * ks[i]
+                y1 = torch.add(y1, ks[i], alpha=h * bi)
     err = None
     if tab.b_err is not None:
         err = sum(
