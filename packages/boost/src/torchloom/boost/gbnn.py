@@ -9,6 +9,15 @@ the boosted sum. The units trained last carry the smallest corrections, so they 
 off (:meth:`GBNNRegressor.switch_off`) for cheaper inference at little cost.
 
 Shapes: inputs ``(N, D)``; regression targets ``(N,)`` or ``(N, K)``; class labels ``(N,)``.
+
+Devices: the estimators take ``device`` (default ``None``). ``fit`` runs on ``device`` when it is
+given, otherwise on the device of ``X`` when ``X`` is a tensor, otherwise on the CPU; the device
+used is stored as ``device_``. Inputs (NumPy arrays, lists or tensors on any device) are moved
+there, every tensor made during fitting and prediction lives there, and ``predict``,
+``predict_proba``, ``decision_function`` and ``staged_decision_function`` return tensors on
+``device_`` (call ``.cpu()`` for NumPy/scikit-learn code). Random draws come from a CPU generator
+seeded with ``random_state`` (through :mod:`torchloom.core.rng`), so a fit is the same on every
+device up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchloom.core import rng
 from torchloom.core.checks import check_positive, check_probability
 
 __all__ = ["GBNNClassifier", "GBNNRegressor", "MergedNetwork", "Stage", "merge_stages"]
@@ -53,7 +63,10 @@ class Stage:
 
 
 class MergedNetwork(nn.Module):
-    """``act(x W1ᵀ + b1) W2ᵀ + b2`` with ``T·J`` hidden units, ordered by training step."""
+    """``act(x W1ᵀ + b1) W2ᵀ + b2`` with ``T·J`` hidden units, ordered by training step.
+
+    The layers are built on the device and dtype of ``w1`` / ``w2``.
+    """
 
     def __init__(
         self,
@@ -64,8 +77,8 @@ class MergedNetwork(nn.Module):
         activation: str,
     ) -> None:
         super().__init__()
-        self.hidden = nn.Linear(w1.shape[1], w1.shape[0], dtype=w1.dtype)
-        self.out = nn.Linear(w2.shape[1], w2.shape[0], dtype=w2.dtype)
+        self.hidden = nn.Linear(w1.shape[1], w1.shape[0], dtype=w1.dtype, device=w1.device)
+        self.out = nn.Linear(w2.shape[1], w2.shape[0], dtype=w2.dtype, device=w2.device)
         with torch.no_grad():
             self.hidden.weight.copy_(w1)
             self.hidden.bias.copy_(b1)
@@ -80,7 +93,8 @@ class MergedNetwork(nn.Module):
 def merge_stages(f0: torch.Tensor, stages: list[Stage], activation: str) -> MergedNetwork:
     """One network equal to ``F₀ + Σ_t stage_t(x)``: hidden layers stacked, output biases summed.
 
-    ``f0`` has shape ``(K,)``. Returns an ``nn.Module`` mapping ``(N, D) -> (N, K)``.
+    ``f0`` has shape ``(K,)``. Returns an ``nn.Module`` mapping ``(N, D) -> (N, K)``, on the
+    device of the stages' tensors.
     """
     if not stages:
         raise ValueError("stages must hold at least one Stage")
@@ -91,8 +105,33 @@ def merge_stages(f0: torch.Tensor, stages: list[Stage], activation: str) -> Merg
     return MergedNetwork(w1, b1, w2, b2, activation)
 
 
+def _as_tensor(x: Any) -> torch.Tensor:
+    """A tensor (kept on its device) or the NumPy view of array-likes, as a CPU tensor."""
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def _check_device(device: Any) -> None:
+    """``ValueError``/``TypeError`` naming ``device`` unless it is ``None``, a ``torch.device``
+    or a device string PyTorch parses (a CUDA device also needs CUDA available)."""
+    if device is None:
+        return
+    if not isinstance(device, torch.device | str):
+        raise TypeError(
+            f"device must be None, a str or a torch.device, got {type(device).__name__}"
+        )
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must name a torch device, got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device is {device!r} but CUDA is not available")
+
+
 class _GBNNBase:
     """Shared boosting loop; subclasses define the loss, ``F₀`` and target encoding."""
+
+    n_features_in_: int
+    device_: torch.device
 
     def __init__(
         self,
@@ -106,6 +145,7 @@ class _GBNNBase:
         weight_decay: float = 0.0,
         random_state: int = 0,
         dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
     ) -> None:
         for name, v in (
             ("n_steps", n_steps),
@@ -133,6 +173,8 @@ class _GBNNBase:
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.dtype = dtype
+        self.device = device
+        _check_device(device)
 
     # --- subclass hooks -------------------------------------------------------------------
     def _loss(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # summed loss
@@ -150,12 +192,19 @@ class _GBNNBase:
         raise NotImplementedError
 
     def _as_x(self, x: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        t = _as_tensor(x)
         if t.dim() != 2:
             raise ValueError(f"X must have shape (N, D), got {tuple(t.shape)}")
         if hasattr(self, "n_features_in_") and t.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have {self.n_features_in_} features, got {t.shape[1]}")
-        return t.to(self.dtype)
+        return t.to(device=self._device(), dtype=self.dtype)
+
+    def _device(self) -> torch.device:
+        """The fitted ``device_`` (during and after ``fit``)."""
+        if not hasattr(self, "device_"):
+            raise RuntimeError("call fit before predicting")
+        dev: torch.device = self.device_
+        return dev
 
     def _fit_block(self, x: torch.Tensor, r: torch.Tensor, g: torch.Generator) -> Stage:
         """Least-squares fit of ``J`` hidden units + linear output to residuals ``r (n, K)``.
@@ -168,10 +217,13 @@ class _GBNNBase:
         act = _ACTIVATIONS[self.activation]
         # Kaiming-uniform-like init from our generator keeps fits reproducible
         bound = 1.0 / d**0.5
-        w1 = ((torch.rand(j, d, generator=g, dtype=self.dtype) * 2 - 1) * bound).requires_grad_()
-        b1 = ((torch.rand(j, generator=g, dtype=self.dtype) * 2 - 1) * bound).requires_grad_()
+        dev = x.device
+        w1 = rng.rand((j, d), generator=g, device=dev, dtype=self.dtype)
+        b1 = rng.rand((j,), generator=g, device=dev, dtype=self.dtype)
+        w1 = ((w1 * 2 - 1) * bound).requires_grad_()
+        b1 = ((b1 * 2 - 1) * bound).requires_grad_()
         opt = torch.optim.Adam([w1, b1], lr=self.fit_lr)
-        ones = torch.ones(x.shape[0], 1, dtype=self.dtype)
+        ones = torch.ones(x.shape[0], 1, dtype=self.dtype, device=dev)
         for _ in range(self.epochs):
             opt.zero_grad()
             h = torch.cat([act(x @ w1.T + b1), ones], 1)
@@ -186,7 +238,8 @@ class _GBNNBase:
     def _output_lstsq(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``argmin_w ‖h w − r‖² + λ‖w‖²`` for ``h (n, J+1)``, ``r (n, K)`` -> ``(J+1, K)``."""
         gram = h.T @ h
-        ridge = (self.weight_decay + 1e-8) * h.shape[0] * torch.eye(h.shape[1], dtype=h.dtype)
+        eye = torch.eye(h.shape[1], dtype=h.dtype, device=h.device)
+        ridge = (self.weight_decay + 1e-8) * h.shape[0] * eye
         return torch.linalg.solve(gram + ridge, h.T @ r)
 
     def _line_search(self, f: torch.Tensor, h: torch.Tensor, y: torch.Tensor) -> float:
@@ -197,7 +250,7 @@ class _GBNNBase:
         def loss_at(rho: torch.Tensor) -> torch.Tensor:
             return self._loss(f + rho * h, y)
 
-        rho = torch.zeros((), dtype=self.dtype)
+        rho = torch.zeros((), dtype=self.dtype, device=f.device)
         current = float(loss_at(rho))
         for _ in range(20):
             r = rho.clone().requires_grad_()
@@ -221,7 +274,23 @@ class _GBNNBase:
         return float(rho)
 
     def fit(self, X: Any, y: Any) -> _GBNNBase:
-        """Boost ``n_steps`` blocks of ``units_per_step`` hidden units on ``(X, y)``."""
+        """Boost ``n_steps`` blocks of ``units_per_step`` hidden units on ``(X, y)``.
+
+        Args:
+            X: inputs ``(N, D)`` (tensor on any device, NumPy array or nested lists).
+            y: targets ``(N,)`` / ``(N, K)`` (regression) or labels ``(N,)`` (classification).
+
+        Returns:
+            ``self``, fitted on ``device_`` (``device``, else ``X``'s device, else the CPU).
+        """
+        if self.device is not None:
+            self.device_ = torch.device(self.device)
+        elif isinstance(X, torch.Tensor):
+            self.device_ = X.device
+        else:
+            self.device_ = torch.device("cpu")
+        if hasattr(self, "n_features_in_"):
+            del self.n_features_in_  # refitting may change the number of features
         x = self._as_x(X)
         self.n_features_in_ = x.shape[1]
         yt = self._encode(y)
@@ -238,7 +307,7 @@ class _GBNNBase:
         n_sub = max(1, round(self.subsample * x.shape[0]))
         for _ in range(self.n_steps):
             r = self.pseudo_residuals(f, yt)
-            idx = torch.randperm(x.shape[0], generator=g)[:n_sub]
+            idx = rng.randperm(x.shape[0], generator=g, device=x.device)[:n_sub]
             block = self._fit_block(x[idx], r[idx], g)
             h = block(x, act)
             rho = self.learning_rate * self._line_search(f, h, yt)
@@ -250,7 +319,7 @@ class _GBNNBase:
         return self
 
     def decision_function(self, X: Any) -> torch.Tensor:
-        """Model outputs ``F(x)`` of shape ``(N, K)`` from the merged network."""
+        """Model outputs ``F(x)`` of shape ``(N, K)`` from the merged network, on ``device_``."""
         if not hasattr(self, "network_"):
             raise RuntimeError("call fit before predicting")
         with torch.no_grad():
@@ -258,7 +327,16 @@ class _GBNNBase:
         return out
 
     def staged_decision_function(self, X: Any) -> torch.Tensor:
-        """``F₀ + Σ_{t ≤ s} stage_t(x)`` for every ``s``: shape ``(T + 1, N, K)``."""
+        """``F₀ + Σ_{t ≤ s} stage_t(x)`` for every ``s``: shape ``(T + 1, N, K)`` on ``device_``.
+
+        Args:
+            X: inputs ``(N, D)``.
+
+        Returns:
+            The staged outputs ``(T + 1, N, K)``.
+        """
+        if not hasattr(self, "stages_"):
+            raise RuntimeError("call fit before predicting")
         x = self._as_x(X)
         act = _ACTIVATIONS[self.activation]
         f = self.f0_.expand(x.shape[0], -1).clone()
@@ -301,19 +379,22 @@ class _GBNNBase:
 class GBNNRegressor(_GBNNBase):
     """GB-NN for squared loss ``L = ½ Σ (y − F)²``: ``F₀ = mean(y)``, residuals ``y − F``.
 
+    ``device`` (default ``None``) sets where fitting and prediction run: that device, else the
+    device of a tensor ``X`` given to ``fit``, else the CPU; outputs are returned on ``device_``.
+
     >>> model = GBNNRegressor(n_steps=20, units_per_step=2).fit(X, y)   # X (N, D), y (N,)
     >>> model.predict(X).shape
     (N,)
     """
 
     def _encode(self, y: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        t = _as_tensor(y)
         if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"y must hold numbers, got dtype {t.dtype}")
         if t.dim() not in (1, 2):
             raise ValueError(f"y must have shape (N,) or (N, K), got {tuple(t.shape)}")
         self._y_1d = t.dim() == 1
-        t = t.to(self.dtype)
+        t = t.to(device=self._device(), dtype=self.dtype)
         return t.unsqueeze(1) if t.dim() == 1 else t
 
     def _loss(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -332,18 +413,22 @@ class GBNNRegressor(_GBNNBase):
 
     def score(self, X: Any, y: Any) -> float:
         """Coefficient of determination R²."""
-        yt = torch.as_tensor(np.asarray(y), dtype=self.dtype).reshape(-1)
+        yt = _as_tensor(y).to(device=self._device(), dtype=self.dtype).reshape(-1)
         p = self.predict(X).reshape(-1)
         return float(1 - ((yt - p) ** 2).sum() / ((yt - yt.mean()) ** 2).sum())
 
 
 class GBNNClassifier(_GBNNBase):
     """GB-NN for multiclass softmax cross-entropy: ``F₀ = log class priors``,
-    residuals ``onehot(y) − softmax(F)``. Labels are integers ``0..K−1`` of shape ``(N,)``."""
+    residuals ``onehot(y) − softmax(F)``. Labels are integers ``0..K−1`` of shape ``(N,)``.
+
+    ``device`` (default ``None``) sets where fitting and prediction run: that device, else the
+    device of a tensor ``X`` given to ``fit``, else the CPU; outputs are returned on ``device_``.
+    """
 
     @staticmethod
     def _labels(y: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        t = _as_tensor(y)
         if t.dim() != 1:
             raise ValueError(f"y must be class labels of shape (N,), got {tuple(t.shape)}")
         if t.is_floating_point():
@@ -360,7 +445,7 @@ class GBNNClassifier(_GBNNBase):
         return t
 
     def _encode(self, y: Any) -> torch.Tensor:
-        t = self._labels(y)
+        t = self._labels(y).to(self._device())
         return torch.nn.functional.one_hot(t, self.n_classes_).to(self.dtype)
 
     def fit(self, X: Any, y: Any) -> GBNNClassifier:
@@ -379,14 +464,14 @@ class GBNNClassifier(_GBNNBase):
         return y - torch.softmax(f, dim=1)
 
     def predict_proba(self, X: Any) -> torch.Tensor:
-        """Class probabilities ``(N, K)``."""
+        """Class probabilities ``(N, K)`` on ``device_``."""
         return torch.softmax(self.decision_function(X), dim=1)
 
     def predict(self, X: Any) -> torch.Tensor:
-        """Predicted labels ``(N,)``."""
+        """Predicted labels ``(N,)`` (int64, on ``device_``)."""
         return self.decision_function(X).argmax(1)
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy."""
-        yt = torch.as_tensor(np.asarray(y)).reshape(-1)
+        yt = _as_tensor(y).reshape(-1).to(self._device())
         return float((self.predict(X) == yt).double().mean())
