@@ -54,6 +54,26 @@ def test_masked_latency_is_table_weighted_sum() -> None:
     assert torch.allclose(strat.expected_latency(net), table.expected(p, net.edge_names(), OPS))
 
 
+def test_scaled_offset_latency_is_affine_in_the_table() -> None:
+    # the paper's unit: LAT of the target network in ms = fixed layers + scaled table sum
+    net, table = _net_and_table()
+    plain = FBNet(latency_table=table)
+    scaled = FBNet(latency_table=table, latency_scale=1e-3, latency_offset=2.5)
+    masks = {"layers": torch.rand(2, 3).softmax(-1)}
+    want = 2.5 + 1e-3 * plain.masked_latency(net, masks)
+    assert torch.allclose(scaled.masked_latency(net, masks), want)
+    p = {"layers": net.alpha.softmax(-1)}
+    assert torch.allclose(scaled.expected_latency(net), 2.5 + 1e-3 * plain.masked_latency(net, p))
+    # a discrete choice (one-hot masks) gives offset + the table total of the chosen ops
+    onehot = {"layers": torch.eye(3)[[0, 2]]}
+    total = table.total(dict(zip(net.edge_names(), ["mb_k3_e3", "zero"])))
+    assert float(scaled.masked_latency(net, onehot)) == pytest.approx(2.5 + 1e-3 * total)
+    with pytest.raises(ValueError, match="latency_offset"):
+        FBNet(latency_table=table, latency_offset=-1.0)
+    with pytest.raises(ValueError, match="latency_scale"):
+        FBNet(latency_table=table, latency_scale=0.0)
+
+
 def test_search_anneals_and_latency_loss_favours_fast_ops() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))

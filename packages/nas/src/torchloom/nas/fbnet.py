@@ -58,7 +58,8 @@ def fbnet_loss(
 
     Args:
         ce: scalar cross-entropy.
-        latency: scalar (expected or masked) latency in µs, ``> 1`` so that ``log`` is positive.
+        latency: scalar (expected or masked) latency of the whole network in the table's unit
+            (the paper: ms of the target network), ``> 1`` so that ``log`` is positive.
         alpha: magnitude of the loss (paper: 0.2).
         beta: latency exponent (paper: 0.6).
 
@@ -71,7 +72,8 @@ def fbnet_loss(
     check_positive(beta, "beta", strict=False)
     if bool((latency <= 1.0).any()):
         raise ValueError(
-            f"latency must be > 1 (µs) so that log(latency) > 0, got {float(latency.min())}"
+            f"latency must be > 1 so that log(latency) > 0, got {float(latency.min())} (use a "
+            "larger target network, a latency_offset for its fixed layers, or another unit)"
         )
     return ce * alpha * latency.log() ** beta
 
@@ -109,7 +111,11 @@ class FBNet(GradientStrategy):
 
     Args:
         latency_table: per-op latencies (µs); ``None`` searches for accuracy only (plain
-            Gumbel DNAS).
+            Gumbel DNAS). In the paper the table describes the *target* network on the target
+            device (full resolution and width), while the search trains a smaller proxy.
+        latency_scale: factor applied to the table in the loss (``1e-3``: the paper's ms).
+        latency_offset: latency of the fixed (non-searched) layers of the target network,
+            added to ``LAT`` in the loss's unit (after ``latency_scale``).
         alpha: loss magnitude ``α``.
         beta: latency exponent ``β``.
         tau0: initial temperature.
@@ -128,6 +134,8 @@ class FBNet(GradientStrategy):
         self,
         *,
         latency_table: LatencyTable | None = None,
+        latency_scale: float = 1.0,
+        latency_offset: float = 0.0,
         alpha: float = 0.2,
         beta: float = 0.6,
         tau0: float = 5.0,
@@ -144,6 +152,8 @@ class FBNet(GradientStrategy):
             w_lr=w_lr, a_lr=a_lr, a_betas=a_betas, a_weight_decay=a_weight_decay, **kwargs
         )
         self.table = latency_table
+        self.latency_scale = check_positive(latency_scale, "latency_scale")
+        self.latency_offset = check_positive(latency_offset, "latency_offset", strict=False)
         self.alpha = check_positive(alpha, "alpha")
         self.beta = check_positive(beta, "beta", strict=False)
         self.tau0 = check_positive(tau0, "tau0")
@@ -166,7 +176,14 @@ class FBNet(GradientStrategy):
         """
         super().setup(model, epochs)
         if self.table is not None:
-            self._lat = arch_latency_matrices(model, self.table)
+            self._lat = self._matrices(model)
+
+    def _matrices(self, model: Any) -> dict[str, torch.Tensor]:
+        if self.table is None:
+            raise ValueError("masked_latency needs a latency_table")
+        return {
+            k: m * self.latency_scale for k, m in arch_latency_matrices(model, self.table).items()
+        }
 
     def on_epoch_start(self, model: Any, epoch: int) -> None:
         """Anneal the temperature and set the weight learning rate.
@@ -188,7 +205,7 @@ class FBNet(GradientStrategy):
         return out
 
     def masked_latency(self, model: Any, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``LAT(a) = Σ_l Σ_i m_{l,i} · LAT(b_{l,i})`` (µs).
+        """``LAT(a) = offset + Σ_l Σ_i m_{l,i} · scale · LAT(b_{l,i})`` (µs by default).
 
         Args:
             model: the supernet.
@@ -197,20 +214,18 @@ class FBNet(GradientStrategy):
         Returns:
             Scalar tensor, differentiable in the masks.
         """
-        if self.table is None:
-            raise ValueError("masked_latency needs a latency_table")
         if self._lat is None:
-            self._lat = arch_latency_matrices(model, self.table)
+            self._lat = self._matrices(model)
         total: torch.Tensor | None = None
         for key, m in masks.items():
             term = (m * self._lat[key].to(m)).sum()
             total = term if total is None else total + term
         if total is None:
             raise ValueError("masks must hold at least one group")
-        return total
+        return total + self.latency_offset
 
     def expected_latency(self, model: Any) -> torch.Tensor:
-        """``Σ_l Σ_i P_θ(i) · LAT(b_{l,i})`` (µs).
+        """``offset + Σ_l Σ_i P_θ(i) · scale · LAT(b_{l,i})`` (µs by default).
 
         Args:
             model: the supernet.
