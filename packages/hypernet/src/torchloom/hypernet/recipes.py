@@ -317,7 +317,7 @@ def _neumeta_one_seed(
     x_te, y_te = split.x_test.to(dev), split.y_test.to(dev)
     inr_hidden = ctx.pick(32, 128)
     recon_steps = ctx.pick(200, 600)
-    fit_steps = ctx.pick(40, 3000)
+    fit_steps = ctx.pick(40, 9000)
     full = _train_mlp(width, x_tr, y_tr, ctx.pick(300, 800), seed)
     perm, _ = permute_for_smoothness(full)
     acc_full = _accuracy(full, x_te, y_te)
