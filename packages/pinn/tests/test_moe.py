@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,22 @@ def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     A = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
     b = 0.5 * torch.randn(3, 7, generator=g, dtype=torch.float64)
     return A, b
+
+
+def _assert_basis_gradient_matches_finite_differences(
+    m: HardConstraintMoE, loss: Callable[[], torch.Tensor], eps: float
+) -> None:
+    """The autograd gradient of ``loss`` in two basis weights equals central differences."""
+    W = m.basis.weights[1]
+    (g,) = torch.autograd.grad(loss(), W)
+    for idx in [(0, 0, 0), (0, 5, 3)]:
+        with torch.no_grad():
+            W[idx] += eps
+            lp = float(loss())
+            W[idx] -= 2 * eps
+            lm = float(loss())
+            W[idx] += eps
+        assert float(g[idx]) == pytest.approx((lp - lm) / (2 * eps), rel=1e-4, abs=1e-9)
 
 
 def test_lm_matches_scipy_least_squares() -> None:
@@ -192,17 +210,7 @@ def test_moe_basis_gradient_equals_finite_differences() -> None:
         out = m.losses(m.solve(*pts), train)
         return out["pde"] + out["interface"] + out["boundary"] + out["ic"]
 
-    W = m.basis.weights[1]
-    (g,) = torch.autograd.grad(loss(), W)
-    eps = 1e-6
-    for idx in [(0, 0, 0), (0, 5, 3)]:
-        with torch.no_grad():
-            W[idx] += eps
-            lp = float(loss())
-            W[idx] -= 2 * eps
-            lm = float(loss())
-            W[idx] += eps
-        assert float(g[idx]) == pytest.approx((lp - lm) / (2 * eps), rel=1e-4, abs=1e-9)
+    _assert_basis_gradient_matches_finite_differences(m, loss, eps=1e-6)
 
 
 def test_burgers_reference_solves_the_pde() -> None:
@@ -351,17 +359,8 @@ def test_exact_initial_jacobian_and_gradient(problem: ReactionDiffusion | Burger
         out = m.losses(m.solve(*pts), train)
         return out["pde"] + out["interface"] + out["boundary"]
 
-    W = m.basis.weights[1]
-    (g,) = torch.autograd.grad(loss(), W)
-    eps = 1e-5  # the solves converge to ‖∇‖ < 1e-10: smaller steps see that noise
-    for idx in [(0, 0, 0), (0, 5, 3)]:
-        with torch.no_grad():
-            W[idx] += eps
-            lp = float(loss())
-            W[idx] -= 2 * eps
-            lm = float(loss())
-            W[idx] += eps
-        assert float(g[idx]) == pytest.approx((lp - lm) / (2 * eps), rel=1e-4, abs=1e-9)
+    # the solves converge to ‖∇‖ < 1e-10: smaller steps see that noise
+    _assert_basis_gradient_matches_finite_differences(m, loss, eps=1e-5)
 
 
 def test_bad_initial_mode() -> None:
