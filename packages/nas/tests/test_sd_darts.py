@@ -55,6 +55,17 @@ def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)
 
 
+def _teacher_logits(s: SDDARTS, x: torch.Tensor) -> list[torch.Tensor]:
+    """Logits of every stored snapshot (a fresh ``net()`` loaded with it, eval mode) on ``x``."""
+    out = []
+    for state in s.snapshots:
+        t = net()
+        t.load_state_dict(state)
+        t.eval()
+        out.append(t(x).detach())
+    return out
+
+
 def test_snapshots_and_distilled_weight_loss() -> None:
     m = net()
     s = SDDARTS(num_teachers=2, snapshot_every=2, distill_weight=0.5, temperature=2.0)
@@ -66,12 +77,7 @@ def test_snapshots_and_distilled_weight_loss() -> None:
     x, y = batch(7)
     m.eval()  # deterministic BatchNorm for the comparison
     loss, logits = s.weight_loss(m, (x, y))
-    teachers = []
-    for state in s.snapshots:
-        t = net()
-        t.load_state_dict(state)
-        t.eval()
-        teachers.append(t(x).detach())
+    teachers = _teacher_logits(s, x)
     ref = F.cross_entropy(logits, y) + 0.5 * distillation_loss(
         logits, voting_teacher(teachers, 2.0), 2.0
     )
@@ -124,12 +130,7 @@ def test_arch_step_distils_on_the_validation_batch(distill_arch: bool) -> None:
         s.step(m, batch(i), batch(100 + i), 0)
     m.eval()  # deterministic BatchNorm for the comparison
     x, y = batch(50)
-    teachers = []
-    for state in s.snapshots:
-        t = net()
-        t.load_state_dict(state)
-        t.eval()
-        teachers.append(t(x).detach())
+    teachers = _teacher_logits(s, x)
     logits = m(x)
     ref_loss = F.cross_entropy(logits, y)
     if distill_arch:
