@@ -56,6 +56,26 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2
     return hits / x.shape[0]
 
 
+def _descend(
+    loss: torch.Tensor,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    clip: float,
+    label: str,
+) -> torch.Tensor:
+    """One optimiser step on ``loss`` with gradient-norm clipping and a scheduler step;
+    a non-finite loss stops training with an error naming the run. Returns the detached loss."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
+    opt.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
 def _classifier_step(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -64,17 +84,8 @@ def _classifier_step(
     y: torch.Tensor,
     label: str,
 ) -> torch.Tensor:
-    """One cross-entropy step with gradient clipping at 1 and a scheduler step; returns the
-    (detached) loss."""
-    loss = F.cross_entropy(model(x), y)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
-    opt.zero_grad()
-    loss.backward()  # type: ignore[no-untyped-call]
-    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    sched.step()
-    return loss.detach()
+    """One cross-entropy step (gradient clipping at 1); returns the detached loss."""
+    return _descend(F.cross_entropy(model(x), y), model, opt, sched, 1.0, label)
 
 
 def _train(
@@ -342,14 +353,7 @@ def _train_pointer(
     for step in ctx.progress(range(steps), total=steps, description=label):
         n = sizes[step % len(sizes)]
         x, tgt = sample(batch, n)
-        loss = net.loss(x.to(ctx.device), tgt.to(ctx.device))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
-        opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(net.parameters(), 2.0)
-        opt.step()
-        sched.step()
+        loss = _descend(net.loss(x.to(ctx.device), tgt.to(ctx.device)), net, opt, sched, 2.0, label)
         losses.append(loss.item())
     return losses
 
@@ -605,13 +609,7 @@ def _train_seqboat(
         if penalty > 0 and step >= 0.3 * steps:
             # activation-rate penalty: NOT in the SMA paper, an addition of this recipe
             loss = loss + penalty * torch.stack(probs).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{label}: non-finite loss {loss.item()}")
-        opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _descend(loss, net, opt, sched, 1.0, label)
         if (step + 1) % every == 0 or step + 1 == steps:
             acc, ratio, _ = _eval_seqboat(net, mode, x_te, y_te, r_te)
             curve.append((step + 1, acc, ratio))
