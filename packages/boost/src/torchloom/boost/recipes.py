@@ -58,7 +58,7 @@ def _train_mlp(
 ) -> _MLP:
     torch.manual_seed(seed)
     k = int(y.max()) + 1 if task == "clf" else 1
-    net = _MLP(x.shape[1], hidden, k)
+    net = _MLP(x.shape[1], hidden, k).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-4)
     for _ in range(epochs):
         opt.zero_grad()
@@ -116,9 +116,10 @@ def gbnn(ctx: RunContext) -> Result:
     data = _datasets(ctx.seed)
     for name in ctx.progress(list(data), description="datasets"):
         task, xtr, ytr, xte, yte = data[name]
-        xt, xe = torch.tensor(xtr), torch.tensor(xte)
-        yt = torch.tensor(ytr) if task == "reg" else torch.tensor(ytr).long()
-        ye = torch.tensor(yte) if task == "reg" else torch.tensor(yte).long()
+        xt, xe = torch.tensor(xtr, device=ctx.device), torch.tensor(xte, device=ctx.device)
+        label_dtype = torch.float64 if task == "reg" else torch.long
+        yt = torch.tensor(ytr, dtype=label_dtype, device=ctx.device)
+        ye = torch.tensor(yte, dtype=label_dtype, device=ctx.device)
         cls = GBNNClassifier if task == "clf" else GBNNRegressor
         model = cls(
             n_steps=steps,
@@ -127,6 +128,7 @@ def gbnn(ctx: RunContext) -> Result:
             learning_rate=0.5,
             weight_decay=1e-3,
             random_state=ctx.seed,
+            device=ctx.device,
         ).fit(xt, yt)
         g_full = _score(task, model.decision_function(xe), ye)
         g_cut = _score(task, model.switch_off(cut).decision_function(xe), ye)
