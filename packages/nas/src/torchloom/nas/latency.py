@@ -8,10 +8,17 @@ search then uses the *expected* latency
     E[LAT] = Σ_edges Σ_ops w_{e,op} · LAT_{e,op}
 
 with ``w`` the architecture distribution (ProxylessNAS: ``softmax(α)``) or the Gumbel-softmax
-mask (FBNet). :func:`measure_latency_table` builds the table on the current device (median over
-repeats after warm-up, :func:`torchloom.core.bench.median_time`), :class:`LatencyTable` stores it
-(JSON round-trip), and :meth:`LatencyTable.expected` / :func:`expected_latency` compute the
-differentiable expectation. Latencies are in microseconds.
+mask (FBNet). :func:`measure_latency_table` builds the table on the current device,
+:class:`LatencyTable` stores it (JSON round-trip), and :meth:`LatencyTable.expected` /
+:func:`expected_latency` compute the differentiable expectation. Latencies are in microseconds.
+
+Measurement (:func:`measure_latencies`): the lookup table is meant to hold each op's intrinsic
+cost on the target device, measured carefully once. On a shared machine other processes only
+ever *add* time to a run, so the default estimator is the minimum over repeats (the standard
+estimator of a kernel's cost under interference; the median drifts with the load), the
+candidates of an edge are timed round-robin so a burst of load hits all of them alike, and
+the runs are single-threaded by default (:func:`torch_threads`; a phone-like target and no
+contention between the intra-op threads and the other processes).
 
 A *search edge* is any module with a ``ModuleList`` attribute ``ops`` and a matching sequence of
 names ``op_names`` (the DARTS :class:`~torchloom.nas.space.MixedEdge` and the layer-wise
@@ -21,7 +28,10 @@ names ``op_names`` (the DARTS :class:`~torchloom.nas.space.MixedEdge` and the la
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +40,23 @@ import torch
 from torch import nn
 
 from torchloom.core import rng
-from torchloom.core.bench import median_time
 from torchloom.core.checks import check_floating, check_int
 
 __all__ = [
     "LatencyTable",
     "arch_latency_matrices",
     "expected_latency",
+    "measure_latencies",
     "measure_latency_table",
     "search_edges",
+    "torch_threads",
 ]
+
+STATISTICS = ("min", "median")
+"""Estimators of an op's latency over the timed repeats (see :func:`measure_latencies`)."""
+
+CLOCKS = ("wall", "cpu")
+"""Clocks of :func:`measure_latencies`: wall time, or the process's CPU time (user + system)."""
 
 
 @dataclass
@@ -294,15 +311,117 @@ def search_edges(space: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in space.named_modules() if _is_edge(m)}
 
 
-def _time_op(op: nn.Module, x: torch.Tensor, repeats: int, warmup: int) -> float:
-    was_training = op.training
-    op.eval()
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count after it.
+
+    Args:
+        n: intra-op threads inside the block (``None``: leave the setting alone).
+
+    Yields:
+        Nothing; the previous thread count is restored on exit, also on an exception.
+
+    Raises:
+        ValueError: when ``n`` is not ``None`` or an integer ``>= 1``.
+    """
+    if n is None:
+        yield
+        return
+    check_int(n, "n")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure_latencies(
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int = 20,
+    warmup: int = 3,
+    *,
+    statistic: str = "min",
+    threads: int | None = 1,
+    clock: str = "wall",
+) -> dict[str, float]:
+    """Latency (µs) of each callable: ``warmup`` untimed runs each, then ``repeats`` timed
+    rounds, round-robin over the callables, reduced by ``statistic``.
+
+    Round-robin timing makes a burst of load from other processes hit every candidate alike;
+    the minimum is the estimator of the intrinsic cost under such interference (load only
+    adds time). CUDA is synchronised around each run. ``clock="cpu"`` times the process's CPU
+    time instead of wall time: for a single-threaded CPU op this is its latency on a dedicated
+    core, without the time the scheduler gave to other processes.
+
+    Args:
+        fns: ``{name: fn}``; each ``fn()`` runs the op once.
+        repeats: timed runs per callable.
+        warmup: untimed runs per callable first (steady state: allocator, caches).
+        statistic: ``"min"`` (default) or ``"median"`` over the repeats.
+        threads: intra-op threads while timing (:func:`torch_threads`; ``None``: unchanged).
+        clock: ``"wall"`` (default) or ``"cpu"`` (process CPU time; meaningful for
+            single-threaded CPU ops).
+
+    Returns:
+        ``{name: µs}``.
+
+    Raises:
+        ValueError: on an empty mapping, ``repeats < 1``, ``warmup < 0``, an unknown
+            ``statistic`` or ``clock``.
+    """
+    if not fns:
+        raise ValueError("fns must hold at least one callable, got an empty mapping")
+    check_int(repeats, "repeats")
+    check_int(warmup, "warmup", minimum=0)
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    reduce: Callable[[list[float]], float] = min if statistic == "min" else statistics.median
+    now = time.perf_counter if clock == "wall" else time.process_time
+    cuda = torch.cuda.is_available()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with torch_threads(threads):
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                sync()
+                start = now()
+                fn()
+                sync()
+                times[name].append(now() - start)
+    return {name: reduce(ts) * 1e6 for name, ts in times.items()}
+
+
+def _time_ops(
+    ops: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    repeats: int,
+    warmup: int,
+    statistic: str,
+    threads: int | None,
+    clock: str,
+) -> dict[str, float]:
+    modes = {name: op.training for name, op in ops.items()}
+    for op in ops.values():
+        op.eval()
     try:
         with torch.no_grad():
-            seconds = median_time(lambda: op(x), repeat=repeats, warmup=warmup)
+            fns = {name: (lambda op=op: op(x)) for name, op in ops.items()}
+            return measure_latencies(
+                fns, repeats, warmup, statistic=statistic, threads=threads, clock=clock
+            )
     finally:
-        op.train(was_training)
-    return seconds * 1e6
+        for name, op in ops.items():
+            op.train(modes[name])
 
 
 def measure_latency_table(
@@ -314,12 +433,18 @@ def measure_latency_table(
     *,
     edge: str = "",
     generator: torch.Generator | None = None,
+    statistic: str = "min",
+    threads: int | None = 1,
+    clock: str | None = None,
 ) -> LatencyTable:
     """Measure the inference latency of every candidate op on the current device.
 
     Each op runs in eval mode under ``torch.no_grad`` on a random input of its edge's input
-    shape; the latency is the median of ``repeats`` timed runs after ``warmup`` runs (CUDA is
-    synchronised around each run).
+    shape; the candidates of an edge are timed round-robin by :func:`measure_latencies`
+    (``warmup`` untimed runs each, then the minimum, or median, of ``repeats`` timed runs,
+    single-threaded by default; CUDA is synchronised around each run). A single-threaded
+    CPU table is timed on the process's CPU clock by default: the op's latency on a dedicated
+    core, as on the paper's phone, without the time the scheduler gives other processes.
 
     Args:
         ops_or_space: either ``{op_name: module}`` (one edge, measured at ``input_shape``, keyed
@@ -329,10 +454,15 @@ def measure_latency_table(
         input_shape: ``(B, ...)`` the input shape of the ops, or of the supernet.
         device: where to measure (default: the device of the modules' first parameter, else
             CPU).
-        repeats: timed runs per op (median taken).
+        repeats: timed runs per op.
         warmup: untimed runs per op first.
         edge: key of the single edge when ``ops_or_space`` is a mapping.
         generator: randomness for the probe inputs.
+        statistic: ``"min"`` (default: the intrinsic cost under interference from other
+            processes) or ``"median"`` over the repeats.
+        threads: intra-op threads while timing (default 1; ``None``: leave the setting).
+        clock: ``"wall"`` or ``"cpu"``; ``None`` (default) picks ``"cpu"`` for a
+            single-threaded table on the CPU and ``"wall"`` otherwise.
 
     Returns:
         A :class:`LatencyTable` (µs).
@@ -345,11 +475,17 @@ def measure_latency_table(
         raise ValueError(f"input_shape must be a non-empty tuple of sizes >= 1, got {input_shape}")
     check_int(repeats, "repeats")
     check_int(warmup, "warmup", minimum=0)
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    if clock is not None and clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     modules = list(ops_or_space.values()) if isinstance(ops_or_space, Mapping) else [ops_or_space]
     if device is None:
         first = next((p for m in modules for p in m.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
     dev = torch.device(device)
+    if clock is None:
+        clock = "cpu" if dev.type == "cpu" and threads == 1 else "wall"
 
     def probe(s: Sequence[int]) -> torch.Tensor:
         return rng.randn(tuple(s), generator=generator, device=dev)
@@ -360,13 +496,12 @@ def measure_latency_table(
         if not ops_or_space:
             raise ValueError("ops_or_space must hold at least one op, got an empty mapping")
         x = probe(shape)
-        row: dict[str, float] = {}
         for name, op in ops_or_space.items():
             if not isinstance(op, nn.Module):
                 raise TypeError(f"op {name!r} must be an nn.Module, got {type(op).__name__}")
             op.to(dev)
-            row[str(name)] = _time_op(op, x, repeats, warmup)
-        entries[edge] = row
+        named = {str(name): op for name, op in ops_or_space.items()}
+        entries[edge] = _time_ops(named, x, repeats, warmup, statistic, threads, clock)
         shapes[edge] = shape
         return LatencyTable(entries, shapes, str(dev))
 
@@ -404,10 +539,8 @@ def measure_latency_table(
         if name not in seen:
             raise ValueError(f"search edge {name!r} was not reached by a forward pass")
         x = probe(seen[name])
-        entries[name] = {
-            str(op_name): _time_op(op, x, repeats, warmup)
-            for op_name, op in zip(_op_names(m), _ops(m))
-        }
+        named = {str(op_name): op for op_name, op in zip(_op_names(m), _ops(m))}
+        entries[name] = _time_ops(named, x, repeats, warmup, statistic, threads, clock)
         shapes[name] = seen[name]
     return LatencyTable(entries, shapes, str(dev))
 

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchloom.core.bench import median_times
 from torchloom.core.data import digits
 from torchloom.core.memory import SavedTensorMeter
 from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
@@ -32,7 +31,7 @@ from torchloom.nas.dass import (
     sparsity_of,
 )
 from torchloom.nas.fbnet import FBNet
-from torchloom.nas.latency import measure_latency_table
+from torchloom.nas.latency import measure_latencies, measure_latency_table
 from torchloom.nas.proxyless import ProxylessMixing, model_alphas
 from torchloom.nas.search import Batch, GradientStrategy, evaluate, search, train_network
 from torchloom.nas.space import PRIMITIVES, GumbelMixing
@@ -151,11 +150,16 @@ class _FirstOrderSoftmax(GradientStrategy):
 
 
 def _latency_of(nets: dict[str, nn.Module], x: torch.Tensor, repeat: int) -> dict[str, float]:
+    """Latency (µs) of each network, measured like the lookup table (``measure_latencies``:
+    round-robin, minimum over repeats; on the CPU single-threaded on the process CPU clock)."""
     for n in nets.values():
         n.eval()
+    cpu = x.device.type == "cpu"
     with torch.no_grad():
         fns = {k: (lambda m=m: m(x)) for k, m in nets.items()}
-        return {k: v * 1e6 for k, v in median_times(fns, repeat=repeat, warmup=2).items()}
+        return measure_latencies(
+            fns, repeat, 2, threads=1 if cpu else None, clock="cpu" if cpu else "wall"
+        )
 
 
 TARGET_INPUT: tuple[int, int, int, int] = (1, 3, 224, 224)
@@ -173,8 +177,10 @@ def _target_latency(
 ) -> tuple[Any, float]:
     """Latency table (µs) of the chain at the target size, and its fixed layers' latency (ms).
 
-    Measured once per run on this CPU (batch 1, as on the paper's phone); the fixed layers
-    (stem, transitions, head) are the all-``zero`` child, whose searched layers are identities.
+    Measured once per run on this CPU (batch 1, one thread, as on the paper's phone core;
+    minimum over repeats of the process CPU time, so the load of other processes on the shared
+    machine does not enter the table); the fixed layers (stem, transitions, head) are the
+    all-``zero`` child, whose searched layers are identities, measured the same way.
     """
     t_stages = _target_stages(stages)
     probe = ChainSupernet(in_channels=3, stem_channels=16, stages=t_stages, ops=ops)
