@@ -19,9 +19,13 @@ weights (``K N`` basis functions) its solve costs ``O(M (KN)² + (KN)³)`` per i
 
 Problems shipped here: 1D reaction–diffusion (Fisher–KPP) ``u_t − ν u_xx − ρ u (1 − u) = 0`` on
 ``[0, 2π) × [0, T]``, periodic in ``x``, with a classical spectral Strang-splitting reference
-(:func:`reaction_diffusion_reference`), and 1D viscous Burgers ``u_t + u u_x − ν u_xx = 0`` on
+(:func:`reaction_diffusion_reference`), 1D viscous Burgers ``u_t + u u_x − ν u_xx = 0`` on
 ``[−1, 1] × [0, T]`` with Dirichlet ends, with the exact Cole–Hopf solution
-(:func:`burgers_reference`).
+(:func:`burgers_reference`), and PDEBench's 1D diffusion–sorption
+``u_t = D / R(u) u_xx`` with a Freundlich retardation factor singular at ``u = 0``
+(:class:`DiffusionSorption`, the paper's own 1D problem), Dirichlet at ``x = 0`` and a Cauchy
+(Robin) outflow condition at ``x = 1``, with a finite-volume method-of-lines reference
+integrated by BDF (:func:`diffusion_sorption_reference`).
 
 As in the paper (and its reference code), one network emits the basis for all experts; each
 expert's constraint holds the PDE at points of its own subdomain together with the *global*
@@ -46,9 +50,11 @@ from torchloom.core.checks import check_floating, check_int, check_positive
 __all__ = [
     "BatchedMLP",
     "Burgers",
+    "DiffusionSorption",
     "HardConstraintMoE",
     "ReactionDiffusion",
     "burgers_reference",
+    "diffusion_sorption_reference",
     "hard_constraint_solve",
     "levenberg_marquardt",
     "reaction_diffusion_reference",
@@ -486,7 +492,245 @@ class Burgers:
         return torch.zeros_like(t)
 
 
-Problem = ReactionDiffusion | Burgers
+@dataclass(frozen=True)
+class DiffusionSorption:
+    """1D diffusion–sorption (PDEBench) ``u_t = D / R(u) · u_xx`` on ``[0, 1] × [0, t_final]``.
+
+    Freundlich retardation ``R(u) = 1 + ((1 − φ)/φ) ρ_s k_f n_f (u + ε)^(n_f − 1)``, singular at
+    ``u = 0`` because ``n_f < 1``; exactly as PDEBench's generator and the PI-HC-MoE authors'
+    residual, ``ε = 10⁻⁶`` and ``R`` is frozen at ``u ≤ 0`` (``(u + ε)^(n_f − 1)`` replaced by
+    ``ε^(n_f − 1)``, continuous at 0, with ``R' = 0`` there). Initial condition ``u(x, 0) = u₀``
+    (PDEBench draws the constant from ``U(0, 0.2)``); boundary ``u(0, t) = u_left`` (the
+    solubility, 1) and the Cauchy outflow condition at ``x = 1``. PDEBench writes the latter as
+    ``u = D u_x``; its generator sets the ghost cell to ``D (c_{N−2} − c_{N−1}) / Δx ≈ −D u_x``,
+    i.e. ``u + D u_x = 0``, the sign that keeps the problem well posed (with ``u − D u_x = 0`` the
+    boundary mode ``exp((x − 1)/D)`` grows at the rate ``1/(R D)``); we use ``u + D u_x = 0``
+    (the two differ by ``O(D)`` in ``u``).
+
+    *Time is rescaled*: the problem's coordinates are ``(x, τ)`` with ``τ = t / t_final ∈
+    [0, 1]``, and the residual is ``u_τ − t_final D / R(u) · u_xx`` (so ``t_end = 1``). With the
+    physical ``t ∈ [0, 500]`` the PDE rows are ``≈ 1/500`` of the initial/boundary rows, and the
+    network sees ``t`` through a ``1/500`` chain-rule factor.
+
+    Attributes:
+        D: diffusion coefficient.
+        porosity: ``φ``.
+        rho_s: dry bulk density ``ρ_s``.
+        k_f: Freundlich parameter.
+        n_f: Freundlich exponent (``< 1``).
+        u0: constant initial concentration.
+        u_left: concentration at ``x = 0`` (solubility).
+        t_final: physical final time (the problem's ``τ = 1``).
+    """
+
+    D: float = 5e-4
+    porosity: float = 0.29
+    rho_s: float = 2880.0
+    k_f: float = 3.5e-4
+    n_f: float = 0.874
+    u0: float = 0.1
+    u_left: float = 1.0
+    t_final: float = 500.0
+    boundary: ClassVar[str] = "robin"
+    eps: ClassVar[float] = 1e-6
+
+    def __post_init__(self) -> None:
+        check_positive(self.D, "D")
+        if not 0.0 < self.porosity < 1.0:
+            raise ValueError(f"porosity must be in (0, 1), got {self.porosity}")
+        check_positive(self.rho_s, "rho_s")
+        check_positive(self.k_f, "k_f", strict=False)
+        check_positive(self.n_f, "n_f")
+        check_positive(self.u0, "u0", strict=False)
+        check_positive(self.t_final, "t_final")
+
+    @property
+    def t_end(self) -> float:
+        """End of the rescaled time ``τ`` (always 1)."""
+        return 1.0
+
+    @property
+    def lower(self) -> tuple[float, float]:
+        """Lower corner ``(x, τ)``."""
+        return (0.0, 0.0)
+
+    @property
+    def upper(self) -> tuple[float, float]:
+        """Upper corner ``(x, τ)``."""
+        return (1.0, 1.0)
+
+    @property
+    def sorption(self) -> float:
+        """``c = ((1 − φ)/φ) ρ_s k_f n_f``, so ``R(u) = 1 + c (u + ε)^(n_f − 1)``."""
+        return (1.0 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f
+
+    def retardation(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``R(u)`` and ``R'(u)`` (frozen at ``u ≤ 0``, as PDEBench and the authors do).
+
+        Args:
+            u: values, any shape.
+
+        Returns:
+            ``(R, dR/du)``, each shaped like ``u``.
+        """
+        pos = u > 0
+        safe = torch.where(pos, u, torch.zeros_like(u)) + self.eps
+        p = self.n_f - 1.0
+        powr = torch.where(pos, safe**p, torch.full_like(u, self.eps**p))
+        dpow = torch.where(pos, p * safe ** (p - 1.0), torch.zeros_like(u))
+        return 1.0 + self.sorption * powr, self.sorption * dpow
+
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        """Initial condition ``u₀`` (constant).
+
+        Args:
+            x: positions, any shape.
+
+        Returns:
+            ``u(x, 0)``, same shape.
+        """
+        return torch.full_like(x, self.u0)
+
+    def pde(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> torch.Tensor:
+        """Residual in rescaled time, ``u_τ − t_final D / R(u) · u_xx``.
+
+        Args:
+            u: values, any shape.
+            u_t: derivative in ``τ``, same shape.
+            u_x: space derivative (unused), same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            The residual, element-wise.
+        """
+        R, _ = self.retardation(u)
+        return u_t - self.t_final * self.D / R * u_xx
+
+    def pde_partials(
+        self, u: torch.Tensor, u_t: torch.Tensor, u_x: torch.Tensor, u_xx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Partial derivatives of :meth:`pde` with respect to ``(u, u_t, u_x, u_xx)``.
+
+        Args:
+            u: values, any shape.
+            u_t: time derivative, same shape.
+            u_x: space derivative, same shape.
+            u_xx: second space derivative, same shape.
+
+        Returns:
+            ``s D R'(u) / R² · u_xx``, ``1``, ``0``, ``−s D / R`` with ``s = t_final``.
+        """
+        R, dR = self.retardation(u)
+        sD = self.t_final * self.D
+        return sD * dR / R**2 * u_xx, torch.ones_like(u), torch.zeros_like(u), -sD / R
+
+    def robin(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Boundary operators ``a u + b u_x`` at ``x = 0`` and ``x = 1``.
+
+        Returns:
+            ``((a_left, b_left), (a_right, b_right))`` = ``((1, 0), (1, D))``.
+        """
+        return (1.0, 0.0), (1.0, self.D)
+
+    def boundary_value(self, t: torch.Tensor) -> torch.Tensor:
+        """Right-hand sides of the left and right boundary rows, concatenated.
+
+        Args:
+            t: times ``(B,)``.
+
+        Returns:
+            ``(2B,)``: ``u_left`` at the ``B`` left times, then ``0`` at the right.
+        """
+        return torch.cat([torch.full_like(t, self.u_left), torch.zeros_like(t)])
+
+
+Problem = ReactionDiffusion | Burgers | DiffusionSorption
+
+
+def diffusion_sorption_reference(
+    problem: DiffusionSorption,
+    nx: int = 256,
+    t: np.ndarray | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classical reference: finite volumes in ``x`` (method of lines) + implicit BDF in time.
+
+    PDEBench's discretisation: ``nx`` cells with centres ``x_i = (i + ½) Δx``,
+    ``dc_i/dt = D / R(c_i) · (c_{i−1} − 2 c_i + c_{i+1}) / Δx²``, with ghost cells for the
+    boundaries (second order here: ``c_{−1} = 2 u_left − c_0`` for the Dirichlet face at 0;
+    ``(c_{N−1} + c_N)/2 + D (c_N − c_{N−1})/Δx = 0`` for the Cauchy face at 1). The stiff system
+    is integrated by :func:`scipy.integrate.solve_ivp` (``BDF``) with its analytic tridiagonal
+    Jacobian.
+
+    Args:
+        problem: the problem.
+        nx: number of cells.
+        t: output times in *physical* units ``(nt,)`` (default ``linspace(0, t_final, 21)``).
+        rtol: relative tolerance of the integrator.
+        atol: absolute tolerance.
+
+    Returns:
+        ``(x, t, u)``: cell centres ``(nx,)``, times ``(nt,)``, ``u`` of shape ``(nt, nx)``.
+    """
+    from scipy.integrate import solve_ivp
+    from scipy.sparse import diags
+
+    check_int(nx, "nx", minimum=2)
+    t_out = np.linspace(0.0, problem.t_final, 21) if t is None else np.asarray(t, np.float64)
+    if t_out.ndim != 1 or (t_out < 0).any() or (t_out > problem.t_final).any():
+        raise ValueError(f"t must be 1D times in [0, t_final = {problem.t_final}]")
+    dx = 1.0 / nx
+    x = (np.arange(nx) + 0.5) * dx
+    D, c, p, eps = problem.D, problem.sorption, problem.n_f - 1.0, problem.eps
+    rr = (D / dx - 0.5) / (D / dx + 0.5)  # c_N = rr · c_{N−1}
+
+    def retard(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = u > 0
+        safe = np.where(pos, u, 0.0) + eps
+        return (
+            1.0 + c * np.where(pos, safe**p, eps**p),
+            c * np.where(pos, p * safe ** (p - 1.0), 0.0),
+        )
+
+    def lap(u: np.ndarray) -> np.ndarray:
+        ext = np.concatenate([[2.0 * problem.u_left - u[0]], u, [rr * u[-1]]])
+        out: np.ndarray = (ext[:-2] - 2.0 * ext[1:-1] + ext[2:]) / dx**2
+        return out
+
+    def rhs(_: float, u: np.ndarray) -> np.ndarray:
+        R, _dR = retard(u)
+        out: np.ndarray = D / R * lap(u)
+        return out
+
+    main = np.full(nx, -2.0 / dx**2)
+    main[0] = -3.0 / dx**2
+    main[-1] = (rr - 2.0) / dx**2
+    off = np.full(nx - 1, 1.0 / dx**2)
+
+    def jac(_: float, u: np.ndarray) -> Any:
+        R, dR = retard(u)
+        L = lap(u)
+        d = D / R
+        return diags(
+            [d[1:] * off, d * main - D * dR / R**2 * L, d[:-1] * off], [-1, 0, 1], format="csc"
+        )
+
+    sol = solve_ivp(
+        rhs,
+        (0.0, problem.t_final),
+        np.full(nx, problem.u0),
+        method="BDF",
+        t_eval=t_out,
+        jac=jac,
+        rtol=rtol,
+        atol=atol,
+    )
+    if not sol.success:  # pragma: no cover - scipy failure
+        raise RuntimeError(f"solve_ivp failed: {sol.message}")
+    return x, t_out, sol.y.T.copy()
 
 
 def reaction_diffusion_reference(
@@ -570,7 +814,8 @@ class HardConstraintMoE(nn.Module):
     one global hard constraint (PI-HC).
 
     Args:
-        problem: :class:`ReactionDiffusion` (periodic) or :class:`Burgers` (Dirichlet).
+        problem: :class:`ReactionDiffusion` (periodic), :class:`Burgers` (Dirichlet) or
+            :class:`DiffusionSorption` (Dirichlet at ``x = 0``, Robin at ``x = 1``).
         n_experts: ``K``.
         n_basis: basis functions ``N`` (weights per expert).
         width: hidden width of the basis network.
@@ -628,6 +873,11 @@ class HardConstraintMoE(nn.Module):
         self.hessian: Literal["exact", "gauss_newton"] = hessian
         self.register_buffer("w", torch.zeros(n_experts, n_basis))
         self.w: torch.Tensor
+
+    def _robin(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        if not isinstance(self.problem, DiffusionSorption):  # pragma: no cover
+            raise TypeError(f"{type(self.problem).__name__} has no Robin boundary")
+        return self.problem.robin()
 
     def edges(self) -> torch.Tensor:
         """Slab boundaries in ``x``, ``(K + 1,)``."""
@@ -809,7 +1059,8 @@ class HardConstraintMoE(nn.Module):
             u_ic: ``(K, Q)`` initial values.
             phi_l: ``(K, B, N)`` basis at the left boundary; ``phi_lx`` its ``x``-derivative;
                 ``phi_r``, ``phi_rx`` at the right boundary.
-            g_bc: ``(K, B)`` Dirichlet values (unused when periodic).
+            g_bc: ``(K, B)`` Dirichlet values (unused when periodic); ``(K, 2B)`` left then
+                right right-hand sides for a ``"robin"`` problem (``a u + b u_x = g``).
             off: ``(K, P, 4)`` offsets of ``(u, u_t, u_x, u_xx)`` at the constraint points
                 (:meth:`terms`; default 0).
             off_b: ``(K, B, 4)`` offsets of ``(u_l, u_lx, u_r, u_rx)`` at the boundaries
@@ -818,7 +1069,8 @@ class HardConstraintMoE(nn.Module):
         Returns:
             ``(K, P + Q + 2B + N)``: PDE rows scaled by ``1/√P``, initial rows by
             ``ic_weight/√Q``, boundary rows (periodic: ``u`` and ``u_x`` match across the
-            ends; Dirichlet: ``u = g`` at both ends) by ``bc_weight/√B``, then ``ridge · w``.
+            ends; Dirichlet: ``u = g`` at both ends; Robin: ``a u + b u_x = g`` at each end,
+            ``problem.robin()``) by ``bc_weight/√B``, then ``ridge · w``.
         """
         u, ut, ux, uxx = self._fields(w, (phi, phi_t, phi_x, phi_xx), off)
         r = self.problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
@@ -836,6 +1088,11 @@ class HardConstraintMoE(nn.Module):
             uxl = torch.einsum("kbn,kn->kb", phi_lx, w) + ob[..., 1]
             uxr = torch.einsum("kbn,kn->kb", phi_rx, w) + ob[..., 3]
             rb = torch.cat([ul - ur, uxl - uxr], 1)
+        elif self.problem.boundary == "robin":
+            uxl = torch.einsum("kbn,kn->kb", phi_lx, w) + ob[..., 1]
+            uxr = torch.einsum("kbn,kn->kb", phi_rx, w) + ob[..., 3]
+            (al, bl), (ar, br) = self._robin()
+            rb = torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
         else:
             rb = torch.cat([ul - g_bc, ur - g_bc], 1)
         rb = rb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
@@ -887,6 +1144,9 @@ class HardConstraintMoE(nn.Module):
         Jic = phi_ic * (self.ic_weight / math.sqrt(phi_ic.shape[1]))
         if self.problem.boundary == "periodic":
             Jb = torch.cat([phi_l - phi_r, phi_lx - phi_rx], 1)
+        elif self.problem.boundary == "robin":
+            (al, bl), (ar, br) = self._robin()
+            Jb = torch.cat([al * phi_l + bl * phi_lx, ar * phi_r + br * phi_rx], 1)
         else:
             Jb = torch.cat([phi_l, phi_r], 1)
         Jb = Jb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
@@ -1020,6 +1280,13 @@ class HardConstraintMoE(nn.Module):
         if self.problem.boundary == "periodic":
             uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
             bnd = ((ul - ur) ** 2).mean() + ((uxl - uxr) ** 2).mean()
+        elif self.problem.boundary == "robin":
+            uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
+            (al, bl_), (ar, br_) = self._robin()
+            g = self.problem.boundary_value(t)
+            bnd = ((al * ul + bl_ * uxl - g[:n_boundary]) ** 2).mean() + (
+                (ar * ur + br_ * uxr - g[n_boundary:]) ** 2
+            ).mean()
         else:
             g = self.problem.boundary_value(t)
             bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
