@@ -147,3 +147,48 @@ def test_bad_input() -> None:
         diffusion_sorption_reference(DiffusionSorption(), 16, np.array([0.0, 600.0]))
     with pytest.raises(ValueError, match="nx"):
         diffusion_sorption_reference(DiffusionSorption(), 1)
+
+
+def test_local_boundary_rows_belong_to_the_edge_experts() -> None:
+    torch.manual_seed(0)
+    pb = DiffusionSorption()
+    glob = HardConstraintMoE(pb, n_experts=3, n_basis=4, width=6).double()
+    loc = HardConstraintMoE(pb, n_experts=3, n_basis=4, width=6, boundary_rows="local").double()
+    loc.load_state_dict(glob.state_dict())
+    pts = glob.sample_constraint_points(5, 6, 4, torch.Generator().manual_seed(1))
+    w_glob, w_loc = glob.solve(*pts), loc.solve(*pts)
+    assert not torch.allclose(w_glob, w_loc)  # fewer rows: different least-squares solutions
+    B = 4
+    _, basis = loc.terms(pts[0])
+    lft = torch.stack([torch.zeros_like(pts[2]), pts[2]], 1)
+    rgt = torch.stack([torch.ones_like(pts[2]), pts[2]], 1)
+    bl, _, blx, _ = loc.basis_terms(lft)
+    br, _, brx, _ = loc.basis_terms(rgt)
+    phi_ic = loc.basis_terms(pts[1])[0]
+
+    def rep(a: torch.Tensor) -> torch.Tensor:
+        return a.unsqueeze(0).expand(3, *a.shape)
+
+    args = (
+        *basis,
+        rep(phi_ic),
+        rep(pb.initial(pts[1][:, 0])),
+        rep(bl),
+        rep(blx),
+        rep(br),
+        rep(brx),
+        rep(pb.boundary_value(pts[2])),
+    )
+    r = loc.constraint_residual(w_loc.detach(), *args).detach()
+    rb = r[:, 5 + 6 : 5 + 6 + 2 * B]
+    assert float(rb[1].abs().max()) == 0.0  # the middle expert has no boundary rows
+    assert float(rb[0, B:].abs().max()) == 0.0 and float(rb[2, :B].abs().max()) == 0.0
+    assert float(rb[0, :B].abs().max()) > 0.0 and float(rb[2, B:].abs().max()) > 0.0
+    J = loc.constraint_jacobian(w_loc.detach(), *args).detach()
+    assert float(J[1, 5 + 6 : 5 + 6 + 2 * B].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="periodic"):
+        from torchloom.pinn.moe import ReactionDiffusion
+
+        HardConstraintMoE(ReactionDiffusion(), boundary_rows="local")
+    with pytest.raises(ValueError, match="boundary_rows"):
+        HardConstraintMoE(pb, boundary_rows="edge")  # type: ignore[arg-type]

@@ -836,6 +836,9 @@ class HardConstraintMoE(nn.Module):
             code broadcasts it to every expert), or ``"local"``, only over its own slab (their
             Navier–Stokes code partitions it like the PDE rows); the number of initial points
             must then be a multiple of ``K``.
+        boundary_rows: ``"global"``: every expert's constraint holds both boundary conditions
+            (the authors' code); ``"local"``: only the experts whose slab touches a boundary
+            hold its rows (the first the left, the last the right; not for periodic problems).
     """
 
     def __init__(
@@ -852,6 +855,7 @@ class HardConstraintMoE(nn.Module):
         hessian: Literal["exact", "gauss_newton"] = "exact",
         initial: Literal["constraint", "exact"] = "constraint",
         initial_rows: Literal["global", "local"] = "global",
+        boundary_rows: Literal["global", "local"] = "global",
     ) -> None:
         super().__init__()
         check_int(n_experts, "n_experts")
@@ -861,6 +865,11 @@ class HardConstraintMoE(nn.Module):
         if initial_rows not in ("global", "local"):
             raise ValueError(f"initial_rows must be 'global' or 'local', got {initial_rows!r}")
         self.initial_rows: Literal["global", "local"] = initial_rows
+        if boundary_rows not in ("global", "local"):
+            raise ValueError(f"boundary_rows must be 'global' or 'local', got {boundary_rows!r}")
+        if boundary_rows == "local" and problem.boundary == "periodic":
+            raise ValueError("boundary_rows='local' needs non-periodic boundaries")
+        self.boundary_rows: Literal["global", "local"] = boundary_rows
         check_int(n_basis, "n_basis")
         self.problem = problem
         self.K = n_experts
@@ -878,6 +887,17 @@ class HardConstraintMoE(nn.Module):
         if not isinstance(self.problem, DiffusionSorption):  # pragma: no cover
             raise TypeError(f"{type(self.problem).__name__} has no Robin boundary")
         return self.problem.robin()
+
+    def _boundary_scale(self, phi_l: torch.Tensor) -> torch.Tensor:
+        """Row weights ``(K, 2B)`` of the boundary rows (left block, then right block)."""
+        K, B = phi_l.shape[:2]
+        scale = torch.full(
+            (K, 2 * B), self.bc_weight / math.sqrt(B), dtype=phi_l.dtype, device=phi_l.device
+        )
+        if self.boundary_rows == "local":
+            scale[1:, :B] = 0.0
+            scale[:-1, B:] = 0.0
+        return scale
 
     def edges(self) -> torch.Tensor:
         """Slab boundaries in ``x``, ``(K + 1,)``."""
@@ -1095,7 +1115,7 @@ class HardConstraintMoE(nn.Module):
             rb = torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
         else:
             rb = torch.cat([ul - g_bc, ur - g_bc], 1)
-        rb = rb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
+        rb = rb * self._boundary_scale(phi_l)
         return torch.cat([r, ric, rb, self.ridge * w], dim=1)
 
     def constraint_jacobian(
@@ -1149,7 +1169,7 @@ class HardConstraintMoE(nn.Module):
             Jb = torch.cat([al * phi_l + bl * phi_lx, ar * phi_r + br * phi_rx], 1)
         else:
             Jb = torch.cat([phi_l, phi_r], 1)
-        Jb = Jb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
+        Jb = Jb * self._boundary_scale(phi_l).unsqueeze(-1)
         eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
         return torch.cat([Jp, Jic, Jb, self.ridge * eye], dim=1)
 
