@@ -4,8 +4,9 @@
 
 FBNet and ProxylessNAS assume a network's latency is the sum of its layers' latencies. For
 random architectures of the layer-wise MBConv space, this compares the table's prediction
-(``ours``) with the measured latency of the built network (``peer``, same device, median of
-repeats); the ratio is the prediction error (the stem, transitions and head, fixed in every
+(``ours``) with the measured latency of the built network (``peer``, same device, same
+estimator as the table: minimum over repeats, single-threaded, on the CPU the process CPU
+clock); the ratio is the prediction error (the stem, transitions and head, fixed in every
 architecture, are not in the table, so ratios < 1 are expected). Writes
 ``DIR/nas_latency.json``.
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from torchloom.core.bench import bench_parser, compare, median_time, write_report
+from torchloom.core.bench import bench_parser, compare, write_report
 from torchloom.nas.blocks import PROXYLESS_OPS, ChainSupernet, build_chain
-from torchloom.nas.latency import measure_latency_table
+from torchloom.nas.latency import measure_latencies, measure_latency_table
 
 
 def main() -> None:
@@ -34,8 +35,10 @@ def main() -> None:
         idx = torch.randint(0, len(PROXYLESS_OPS), (space.num_layers,), generator=g).tolist()
         choice = [PROXYLESS_OPS[j] for j in idx]
         net = build_chain(choice, stem_channels=8, stages=stages).to(dev).eval()
+        clock = "cpu" if dev == "cpu" else "wall"
         with torch.no_grad():
-            measured = median_time(lambda net=net: net(x), repeat=repeat, warmup=2) * 1e6
+            fns = {"net": lambda net=net: net(x)}
+            measured = measure_latencies(fns, repeat, 2, clock=clock)["net"]
         predicted = table.total(dict(zip(space.edge_names(), choice)))
         rows.append(compare(f"arch {i}: {','.join(choice)}", predicted, measured, "us"))
     write_report("nas", "latency", "measured end-to-end latency", rows, args.out, device=dev)

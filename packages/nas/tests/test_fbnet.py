@@ -110,3 +110,31 @@ def test_sample_architectures_follow_p_theta() -> None:
             counts[e, i] += 1
     p = net.alpha.detach().softmax(-1)
     assert bool(((counts / n - p).abs() <= 5 * (p * (1 - p) / n).sqrt()).all())
+
+
+def test_optimisers_follow_the_paper_and_warm_up_trains_weights_only() -> None:
+    # FBNet (Sec. 4.1 and its released config): w by SGD 0.1 (momentum 0.9, wd 1e-4), θ by
+    # Adam 0.01 (betas 0.9/0.999, wd 5e-4); θ stays put during the weight-only warm-up
+    torch.manual_seed(0)
+    net, table = _net_and_table()
+    strat = FBNet(latency_table=table, generator=torch.Generator().manual_seed(0))
+    strat.setup(net, 10)
+    assert strat.w_opt is not None and strat.a_opt is not None
+    w, a = strat.w_opt.param_groups[0], strat.a_opt.param_groups[0]
+    assert isinstance(strat.w_opt, torch.optim.SGD) and isinstance(strat.a_opt, torch.optim.Adam)
+    assert (w["lr"], w["momentum"], w["weight_decay"]) == (0.1, 0.9, 1e-4)
+    assert (a["lr"], a["betas"], a["weight_decay"]) == (0.01, (0.9, 0.999), 5e-4)
+    torch.manual_seed(0)
+    net, table = _net_and_table()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    strat = FBNet(latency_table=table, arch_start_epoch=1)
+    before = net.alpha.detach().clone()
+    weights = [p.detach().clone() for p in net.weight_parameters()]
+    strat.setup(net, 2)
+    strat.on_epoch_start(net, 0)
+    strat.step(net, (x, y), (x, y), 0)
+    assert torch.equal(net.alpha.detach(), before)
+    assert any(not torch.equal(p0, p) for p0, p in zip(weights, net.weight_parameters()))
+    strat.on_epoch_start(net, 1)
+    strat.step(net, (x, y), (x, y), 1)
+    assert not torch.equal(net.alpha.detach(), before)

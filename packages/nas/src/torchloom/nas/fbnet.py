@@ -123,6 +123,7 @@ class FBNet(GradientStrategy):
         hard: straight-through one-hot masks instead of soft ones.
         generator: randomness of the Gumbel noise.
         w_lr: SGD learning rate of the weights (paper: 0.1, cosine).
+        w_weight_decay: weight decay of the weights (paper: 1e-4).
         a_lr: Adam learning rate of ``θ`` (paper: 0.01).
         a_betas: Adam betas.
         a_weight_decay: ``θ`` weight decay (paper: 5e-4).
@@ -143,13 +144,19 @@ class FBNet(GradientStrategy):
         hard: bool = False,
         generator: torch.Generator | None = None,
         w_lr: float = 0.1,
+        w_weight_decay: float = 1e-4,
         a_lr: float = 0.01,
         a_betas: tuple[float, float] = (0.9, 0.999),
         a_weight_decay: float = 5e-4,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            w_lr=w_lr, a_lr=a_lr, a_betas=a_betas, a_weight_decay=a_weight_decay, **kwargs
+            w_lr=w_lr,
+            w_weight_decay=w_weight_decay,
+            a_lr=a_lr,
+            a_betas=a_betas,
+            a_weight_decay=a_weight_decay,
+            **kwargs,
         )
         self.table = latency_table
         self.latency_scale = check_positive(latency_scale, "latency_scale")
