@@ -132,6 +132,53 @@ def test_sde_gan_step_is_descent_on_both_losses() -> None:
         torch.testing.assert_close(p.detach(), e)
 
 
+def test_sde_gan_step_gradient_penalty() -> None:
+    """WGAN-GP variant: the critic descends L + λ·E[(‖∇D(Ŷ)‖ − 1)²] at Ŷ = εY + (1 − ε)Ŷ_fake,
+    the generator's step is unchanged (the penalty does not reach it), no clipping."""
+    from torchloom.neural_de.sde import sde_gan_step
+
+    torch.manual_seed(0)
+    gen = SDEGenerator(1, 2, 2, 4, width=8).double()
+    disc = CDEDiscriminator(1, 4, width=8).double()
+    ts = _ts()
+    real = torch.cumsum(torch.randn(6, 9, 1, dtype=torch.float64), 1)
+    lr, lam = 0.1, 3.0
+    rng = torch.Generator().manual_seed(5)
+    fake = gen(ts, 6, generator=rng)
+    eps = torch.rand(6, 1, 1, generator=rng).to(real)
+    d_loss, g_loss = wasserstein_losses(disc(real, ts), disc(fake, ts))
+    mix = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(mix, ts).sum(), mix, create_graph=True)
+    penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    d_grads = torch.autograd.grad(
+        d_loss + lam * penalty, list(disc.parameters()), retain_graph=True
+    )
+    plain = torch.autograd.grad(d_loss, list(disc.parameters()), retain_graph=True)
+    g_grads = torch.autograd.grad(g_loss, list(gen.parameters()))
+    expect_g = [p.detach() - lr * gr for p, gr in zip(gen.parameters(), g_grads)]
+    expect_d = [p.detach() - lr * gr for p, gr in zip(disc.parameters(), d_grads)]
+    assert any(not torch.allclose(a, b) for a, b in zip(d_grads, plain))  # the penalty acts
+    opt_g = torch.optim.SGD(gen.parameters(), lr=lr)
+    opt_d = torch.optim.SGD(disc.parameters(), lr=lr)
+    loss = sde_gan_step(
+        gen,
+        disc,
+        real,
+        ts,
+        opt_g,
+        opt_d,
+        rng=torch.Generator().manual_seed(5),
+        gradient_penalty=lam,
+    )
+    assert loss == pytest.approx(float(d_loss.detach()))
+    for p, e in zip(gen.parameters(), expect_g):
+        torch.testing.assert_close(p.detach(), e)
+    for p, e in zip(disc.parameters(), expect_d):  # not clipped
+        torch.testing.assert_close(p.detach(), e)
+    with pytest.raises(ValueError, match="gradient_penalty"):
+        sde_gan_step(gen, disc, real, ts, opt_g, opt_d, gradient_penalty=0.0)
+
+
 def test_marginal_wasserstein_matches_scipy() -> None:
     scipy_stats = pytest.importorskip("scipy.stats")
     from torchloom.neural_de.sde import marginal_wasserstein

@@ -554,6 +554,7 @@ def sde_gan_step(
     discriminator_optimizer: torch.optim.Optimizer,
     *,
     rng: torch.Generator | None = None,
+    gradient_penalty: float | None = None,
 ) -> float:
     """One simultaneous SDE-GAN update (Kidger et al. 2021, the authors' torchsde example).
 
@@ -563,6 +564,12 @@ def sde_gan_step(
     discriminator's weights are clipped (:meth:`CDEDiscriminator.clip_weights`, the Lipschitz
     constraint of the critic without a gradient penalty, so no double backprop).
 
+    With ``gradient_penalty=λ`` the critic is instead kept 1-Lipschitz softly, as in WGAN-GP
+    (Gulrajani et al. 2017; the alternative Kidger et al. discuss): ``L + λ·E[(‖∇D(Ŷ)‖ − 1)²]``
+    at ``Ŷ = εY_real + (1 − ε)Y_fake``, ``ε ~ U(0, 1)`` per path (the fake paths detached
+    there), differentiated by double backprop through the critic's discrete solve; no
+    clipping.
+
     Args:
         generator: the generator.
         discriminator: the critic.
@@ -570,7 +577,8 @@ def sde_gan_step(
         ts: ``(T,)`` times.
         generator_optimizer: optimiser over the generator's parameters.
         discriminator_optimizer: optimiser over the discriminator's parameters.
-        rng: source of the generated batch's noise.
+        rng: source of the generated batch's noise (and of ``ε``).
+        gradient_penalty: ``λ > 0`` for WGAN-GP instead of weight clipping; ``None`` = clip.
 
     Returns:
         the discriminator loss ``L`` before the step (an estimate of minus the Wasserstein
@@ -578,17 +586,31 @@ def sde_gan_step(
     """
     real = check_floating(real, "real")
     check_ndim(real, "real", 3, "(B, T, D)")
+    if gradient_penalty is not None:
+        check_positive(gradient_penalty, "gradient_penalty")
     fake = generator(ts, real.shape[0], generator=rng)
     d_loss, _ = wasserstein_losses(discriminator(real, ts), discriminator(fake, ts))
+    total = d_loss
+    if gradient_penalty is not None:
+        eps = torch.rand(
+            real.shape[0], 1, 1, generator=rng, device="cpu" if rng is None else rng.device
+        ).to(real)
+        mix = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(discriminator(mix, ts).sum(), mix, create_graph=True)
+        norm = grad.flatten(1).norm(dim=1)
+        total = d_loss + gradient_penalty * ((norm - 1) ** 2).mean()
     generator_optimizer.zero_grad()
     discriminator_optimizer.zero_grad()
-    d_loss.backward()
+    # the penalty does not reach the generator (fake detached in Ŷ): negating its gradient of
+    # the total leaves -∇L, i.e. the generator descends -E[D(fake)]
+    total.backward()
     for p in generator.parameters():
         if p.grad is not None:
             p.grad.neg_()
     generator_optimizer.step()
     discriminator_optimizer.step()
-    discriminator.clip_weights()
+    if gradient_penalty is None:
+        discriminator.clip_weights()
     return float(d_loss.detach())
 
 
