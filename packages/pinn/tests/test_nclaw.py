@@ -57,7 +57,7 @@ def test_baseline_is_not_equivariant() -> None:
     with torch.no_grad():
         assert float((base(Q @ F) - Q @ base(F)).abs().max()) > 1e-3
         assert float(base(torch.eye(2, dtype=torch.float64)).abs().max()) > 0
-        plast = MLPPlasticity(width=8).double()
+        plast = MLPPlasticity(width=8, alpha=1.0).double()
         assert float((plast(Q @ F) - Q @ plast(F)).abs().max()) > 1e-3
         eye = torch.eye(2, dtype=torch.float64)
         assert float((plast(eye) - eye).abs().max()) > 0
@@ -145,3 +145,60 @@ def test_bad_input() -> None:
     x = torch.tensor([[0.01, 0.5]], dtype=torch.float64)
     with pytest.raises(ValueError, match="left the grid"):
         sim.step(MPMState.at_rest(x, torch.zeros_like(x)), lambda F: torch.zeros_like(F))
+
+
+def test_plastic_correction_scales_with_alpha() -> None:
+    """``F ↦ F + α R sym(MLP)``: with the same weights the correction is linear in ``α``, and
+    ``α = 1`` is the unscaled map ``R (S + sym(MLP))``."""
+    torch.manual_seed(0)
+    F = _random_F(16, 5)
+    F = F[torch.linalg.det(F) > 0]
+    big = PlasticityLaw(width=8, alpha=1.0).double()
+    small = PlasticityLaw(width=8, alpha=1e-3).double()
+    small.load_state_dict(big.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close((small(F) - F) / 1e-3, big(F) - F, rtol=1e-9, atol=1e-12)
+        R = polar_rotation(F)
+        S = R.transpose(-1, -2) @ F
+        m = big.mlp(invariants(F))
+        sym = torch.stack(
+            [torch.stack([m[:, 0], m[:, 1]], -1), torch.stack([m[:, 1], m[:, 2]], -1)], -2
+        )
+        torch.testing.assert_close(big(F), R @ (S + sym), rtol=1e-9, atol=1e-12)
+        base_big = MLPPlasticity(width=8, alpha=1.0).double()
+        base_small = MLPPlasticity(width=8, alpha=1e-3).double()
+        base_small.load_state_dict(base_big.state_dict())
+        torch.testing.assert_close(
+            (base_small(F) - F) / 1e-3, base_big(F) - F, rtol=1e-9, atol=1e-12
+        )
+    with pytest.raises(ValueError, match="alpha"):
+        PlasticityLaw(alpha=0.0)
+
+
+def test_clip_bound_keeps_particles_on_the_grid() -> None:
+    sim = MPM2D(n_grid=8, walls=False, gravity=(0.0, 0.0), clip_bound=2.0)
+    x = torch.tensor([[0.5, 0.5], [0.3, 0.7]], dtype=torch.float64)
+    v = torch.tensor([[500.0, -500.0], [-500.0, 500.0]], dtype=torch.float64)
+    s = sim.step(MPMState.at_rest(x, v), lambda F: torch.zeros_like(F))
+    lo, hi = 2.0 / 8, 1.0 - 2.0 / 8
+    torch.testing.assert_close(s.x, torch.tensor([[hi, lo], [lo, hi]], dtype=torch.float64))
+    s = sim.step(s, lambda F: torch.zeros_like(F))  # and the next step still runs
+    assert bool(((s.x >= lo) & (s.x <= hi)).all())
+    # without the clamp the same step leaves the grid
+    with pytest.raises(ValueError, match="left the grid"):
+        free = MPM2D(n_grid=8, walls=False, gravity=(0.0, 0.0))
+        free.step(free.step(MPMState.at_rest(x, v), lambda F: torch.zeros_like(F)), lambda F: F * 0)
+    with pytest.raises(ValueError, match="clip_bound"):
+        MPM2D(n_grid=8, clip_bound=1.0)
+
+
+@pytest.mark.parametrize(("n", "lam"), [(200, 25.0), (200, 57.3), (40, 200.0), (7, 3.0)])
+def test_teacher_resets_split_the_trajectory_evenly(n: int, lam: float) -> None:
+    from torchloom.pinn.recipes import _teacher_resets
+
+    resets = _teacher_resets(n, lam)
+    starts = [k for k, r in enumerate(resets) if r]
+    assert len(resets) == n and starts[0] == 0
+    assert len(starts) == math.ceil(n / lam)  # one reset per segment of at most λ steps
+    lengths = np.diff([*starts, n])
+    assert lengths.max() - lengths.min() <= 1 and lengths.max() <= math.ceil(lam)

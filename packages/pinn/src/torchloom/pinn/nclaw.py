@@ -155,21 +155,32 @@ class ElasticLaw(nn.Module):
 
 
 class PlasticityLaw(nn.Module):
-    """NCLaw return mapping ``F ↦ R (S + sym(MLP(invariants(F))))``.
+    """NCLaw return mapping ``F ↦ F + α · R · sym(MLP(invariants(F)))``.
 
-    Equivariant (``Q F ↦ Q F'``) and the identity at rest (``I ↦ I``).
+    ``F = R S`` is the polar decomposition of the trial elastic deformation, so this is
+    ``R (S + α sym(MLP))``: equivariant (``Q F ↦ Q F'``) and the identity at rest (``I ↦ I``).
+    The small scale ``α`` (the authors' ``alpha = 1e-3``) keeps the correction of one step small
+    while the network's outputs stay O(1); the weights are Xavier-initialised as in the
+    authors' code.
 
     Args:
         width: hidden width.
         depth: hidden layers.
+        alpha: scale ``α > 0`` of the plastic correction.
 
     Shapes:
         F: ``(..., 2, 2)`` trial elastic deformation → projected ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 32, depth: int = 2) -> None:
+    def __init__(self, width: int = 32, depth: int = 2, alpha: float = 1e-3) -> None:
         super().__init__()
+        check_int(width, "width")
+        check_int(depth, "depth")
+        self.alpha = check_positive(alpha, "alpha")
         self.mlp = _NoBiasMLP(7, 3, width, depth)
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         """Project the trial elastic deformation.
@@ -181,9 +192,7 @@ class PlasticityLaw(nn.Module):
             ``(..., 2, 2)``.
         """
         R = polar_rotation(F)
-        S = R.transpose(-1, -2) @ F
-        S = 0.5 * (S + S.transpose(-1, -2))
-        return R @ (S + _sym(self.mlp(invariants(F))))
+        return F + self.alpha * (R @ _sym(self.mlp(invariants(F))))
 
 
 def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor) -> torch.Tensor:
@@ -228,24 +237,30 @@ class MLPStress(nn.Module):
 
 
 class MLPPlasticity(nn.Module):
-    """Unconstrained plasticity baseline: ``F ↦ F + MLP(vec F)`` (biases, no structure).
+    """Unconstrained plasticity baseline: ``F ↦ F + α · MLP(vec F)`` (biases, no structure).
 
-    Neither equivariant nor the identity at rest (unlike :class:`PlasticityLaw`).
+    Neither equivariant nor the identity at rest (unlike :class:`PlasticityLaw`); the same
+    scale ``α`` and Xavier initialisation as :class:`PlasticityLaw`.
 
     Args:
         width: hidden width.
         depth: hidden layers.
+        alpha: scale ``α > 0`` of the correction.
 
     Shapes:
         F: ``(..., 2, 2)`` trial elastic deformation → projected ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 32, depth: int = 2) -> None:
+    def __init__(self, width: int = 32, depth: int = 2, alpha: float = 1e-3) -> None:
         super().__init__()
         check_int(width, "width")
         check_int(depth, "depth")
+        self.alpha = check_positive(alpha, "alpha")
         dims = [4] + [width] * depth + [4]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        for m in self.layers.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         """Project the trial elastic deformation.
@@ -256,7 +271,7 @@ class MLPPlasticity(nn.Module):
         Returns:
             ``(..., 2, 2)``.
         """
-        return F + _vec_mlp(self.layers, F)
+        return F + self.alpha * _vec_mlp(self.layers, F)
 
 
 def neo_hookean_stress(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
@@ -351,6 +366,9 @@ class MPM2D:
         walls: enforce separating walls ``bound`` cells from each side (off: free space, no
             external force, momentum conserved).
         bound: wall thickness in cells.
+        clip_bound: if given, clamp particle positions to ``[c·dx, 1 − c·dx]`` after every step
+            (as the authors' simulator does, so a diverging learned law cannot throw particles
+            off the grid); must exceed 1.5 cells to keep the B-spline stencil on the grid.
     """
 
     def __init__(
@@ -362,6 +380,7 @@ class MPM2D:
         gravity: tuple[float, float] = (0.0, -9.8),
         walls: bool = True,
         bound: int = 3,
+        clip_bound: float | None = None,
     ) -> None:
         self.n = check_int(n_grid, "n_grid", minimum=4)
         self.dx = 1.0 / n_grid
@@ -371,6 +390,9 @@ class MPM2D:
         self.gravity = gravity
         self.walls = walls
         self.bound = bound
+        if clip_bound is not None and not 1.5 < clip_bound < n_grid / 2:
+            raise ValueError(f"clip_bound must lie in (1.5, n_grid / 2) cells, got {clip_bound}")
+        self.clip_bound = clip_bound
 
     def step(
         self,
@@ -424,6 +446,8 @@ class MPM2D:
         v_new = (wk[..., None] * gk).sum(0)
         C_new = 4.0 * inv_dx**2 * torch.einsum("kp,kpi,kpj->pij", wk, gk, dpos)
         x_new = x + dt * v_new
+        if self.clip_bound is not None:
+            x_new = x_new.clamp(self.clip_bound * dx, 1.0 - self.clip_bound * dx)
         eye = torch.eye(2, dtype=x.dtype, device=x.device)
         F_new = (eye + dt * C_new) @ F
         if plasticity is not None:
