@@ -142,3 +142,56 @@ def test_arch_step_distils_on_the_validation_batch(distill_arch: bool) -> None:
     for p, r in zip(m.arch_parameters(), ref):
         assert p.grad is not None
         torch.testing.assert_close(p.grad, r)
+
+
+def test_dominant_hessian_eigenvalue_tolerance_stops_early_at_the_same_value() -> None:
+    torch.manual_seed(0)
+    m = Supernet(C=2, layers=2, steps=1, ops=OPS, reductions=(1,), alpha_init_std=1.0).double()
+    batches = [(x[:4].double(), y[:4]) for x, y in (batch(1),)]
+    calls = []
+    m.register_forward_hook(lambda *_: calls.append(1))
+    full = dominant_hessian_eigenvalue(
+        m, batches, iters=200, generator=torch.Generator().manual_seed(0)
+    )
+    n_full = len(calls)
+    calls.clear()
+    early = dominant_hessian_eigenvalue(
+        m, batches, iters=200, generator=torch.Generator().manual_seed(0), tol=1e-6
+    )
+    assert len(calls) < n_full  # stopped before the iteration budget
+    assert early == pytest.approx(full, rel=1e-4)
+    with pytest.raises(ValueError, match="tol"):
+        dominant_hessian_eigenvalue(m, batches, tol=-1.0)
+
+
+def test_dominant_hessian_eigenvalue_largest_finds_the_top_of_the_spectrum() -> None:
+    torch.manual_seed(0)
+    m = Supernet(C=2, layers=2, steps=1, ops=OPS, reductions=(1,), alpha_init_std=1.0).double()
+    m.eval()
+    x, y = batch(1)
+    batches = [(x[:4].double(), y[:4])]
+    alphas = m.arch_parameters()
+    shapes, sizes = [a.shape for a in alphas], [a.numel() for a in alphas]
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(flat, sizes)
+        w = {k: p.reshape(s).softmax(-1) for k, p, s in zip(("normal", "reduce"), parts, shapes)}
+        return F.cross_entropy(m(batches[0][0], weights=w), batches[0][1])
+
+    H = torch.autograd.functional.hessian(
+        loss_of, torch.cat([a.detach().flatten() for a in alphas])
+    )
+    eigs = torch.linalg.eigvalsh(H)
+    # flip the sign of the loss so that whichever end of the spectrum dominates is negative
+    sign = 1.0 if float(eigs[eigs.abs().argmax()]) < 0 else -1.0
+    spectrum = torch.linalg.eigvalsh(sign * H)
+    assert float(spectrum[spectrum.abs().argmax()]) < 0
+
+    def crit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return sign * F.cross_entropy(z, t)
+
+    g = torch.Generator
+    dominant = dominant_hessian_eigenvalue(m, batches, 300, g().manual_seed(0), crit)
+    top = dominant_hessian_eigenvalue(m, batches, 300, g().manual_seed(0), crit, largest=True)
+    assert dominant == pytest.approx(float(spectrum[spectrum.abs().argmax()]), rel=1e-3)
+    assert top == pytest.approx(float(spectrum.max()), rel=1e-2, abs=1e-6)

@@ -221,9 +221,11 @@ def dominant_hessian_eigenvalue(
     generator: torch.Generator | None = None,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     batch_stats: bool = False,
+    tol: float = 0.0,
+    largest: bool = False,
 ) -> float:
-    """Largest-magnitude eigenvalue of ``∇²_α L_val`` by power iteration on Hessian-vector
-    products (the sharpness measure of Zela et al. 2020 used by SD-DARTS).
+    """Dominant eigenvalue of ``∇²_α L_val`` by power iteration on Hessian-vector products
+    (the sharpness measure of Zela et al. 2020 used by SD-DARTS).
 
     Args:
         model: the supernet.
@@ -234,16 +236,24 @@ def dominant_hessian_eigenvalue(
         batch_stats: differentiate the loss the architecture step optimises, with train-mode
             BatchNorm (batch statistics; running statistics left untouched); ``False``
             evaluates in eval mode with the running statistics.
+        tol: stop before ``iters`` once the estimate changes by at most ``tol`` times its
+            magnitude between two iterations (``0``: always run ``iters``).
+        largest: return the largest eigenvalue (RobustDARTS's ``max(eigvals)``) rather than
+            the one largest in magnitude: when the latter is negative, a second power
+            iteration on ``H - λ I`` (shifted by it) finds the top of the spectrum.
 
     Returns:
         The eigenvalue estimate (Rayleigh quotient at the last iterate).
     """
     crit = criterion or F.cross_entropy
+    tol = check_positive(tol, "tol", strict=False)
     arch = model.arch_parameters()
     was = model.training
     model.train(batch_stats)
     with _FrozenBuffers(model):
-        eig = _power_iteration(model, batches, iters, generator, crit, arch)
+        eig = _power_iteration(model, batches, iters, generator, crit, arch, tol)
+        if largest and eig < 0:
+            eig += _power_iteration(model, batches, iters, generator, crit, arch, tol, eig)
     model.train(was)
     return eig
 
@@ -255,7 +265,10 @@ def _power_iteration(
     generator: torch.Generator | None,
     crit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     arch: list[torch.nn.Parameter],
+    tol: float = 0.0,
+    shift: float = 0.0,
 ) -> float:
+    # power iteration on H - shift·I
     v = [rng.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype) for a in arch]
 
     def hvp(vec: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -269,13 +282,18 @@ def _power_iteration(
             for t, h in zip(total, hv):
                 if h is not None:
                     t.add_(h.detach() / len(batches))
+        if shift:
+            for t, vi in zip(total, vec):
+                t.sub_(shift * vi)
         return total
 
     eig = 0.0
-    for _ in range(check_int(iters, "iters")):
+    for i in range(check_int(iters, "iters")):
         norm = torch.sqrt(sum((t * t).sum() for t in v))  # type: ignore[arg-type]
         v = [t / norm for t in v]
         hv = hvp(v)
-        eig = float(sum((a * b).sum() for a, b in zip(hv, v)))
+        prev, eig = eig, float(sum((a * b).sum() for a, b in zip(hv, v)))
         v = hv
+        if tol > 0 and i > 0 and abs(eig - prev) <= tol * abs(eig):
+            break
     return eig

@@ -11,7 +11,7 @@ CIFAR-10 on disk can run the same functions on :func:`cifar_batches` (``in_chann
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -521,6 +521,26 @@ def _op_projection(weights: torch.Tensor, op_names: Sequence[str]) -> torch.Tens
     return torch.nn.functional.one_hot(masked.argmax(-1), weights.shape[-1]).to(weights)
 
 
+class _EpochProbe:
+    """Delegates to a search strategy and records ``probe(model)`` after every ``every``-th
+    epoch (and after the last one): a measurement taken during the search, not part of it."""
+
+    def __init__(
+        self, inner: Any, probe: Callable[[Supernet], float], every: int, epochs: int
+    ) -> None:
+        self.inner, self.probe, self.every, self.epochs = inner, probe, every, epochs
+        self.values: list[tuple[int, float]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def on_epoch_end(self, model: Supernet, epoch: int) -> dict[str, float]:
+        metrics: dict[str, float] = self.inner.on_epoch_end(model, epoch)
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            self.values.append((epoch + 1, self.probe(model)))
+        return metrics
+
+
 @recipe(
     name="nas.sd-darts",
     papers=(22,),
@@ -562,35 +582,50 @@ def sd_darts(ctx: RunContext) -> Result:
     architecture step budget (:func:`arch_lr`), so that ``α`` leaves its initial noise and the
     discretisation reads out a decision; SD-DARTS distils in both of its steps.
     """
-    seeds = ctx.pick([0], [0, 1])
+    seeds = ctx.pick([0], [0, 1, 2, 3])
     C, steps = ctx.pick(4, 8), 2
     epochs = ctx.pick(1, 8)
     retrain_epochs = ctx.pick(0, 12)
     limit = ctx.pick(128, None)
     tally = _Tally(("DARTS", "SD-DARTS"))
+    curves: dict[str, list[list[tuple[int, float]]]] = {k: [] for k in tally.labels}
     for seed in seeds:
         task = DigitsTask(seed, 64, limit, ctx.device)
         a_lr = arch_lr(epochs * len(task.search_train))
+
+        def sharpness(model: Supernet, seed: int = seed, task: DigitsTask = task) -> float:
+            # RobustDARTS's measure: top eigenvalue of the Hessian of the validation loss
+            # in alpha, train-mode BatchNorm, on a fixed set of validation batches
+            return dominant_hessian_eigenvalue(
+                model,
+                task.search_val[:2],
+                iters=ctx.pick(2, 20),
+                generator=torch.Generator().manual_seed(seed),
+                batch_stats=True,
+                tol=1e-3,
+                largest=True,
+            )
+
+        start = sharpness(_supernet(C, steps, seed, ctx.device))  # the shared initialisation
+        tally.add("sharpness_start", "DARTS", start)
+        tally.add("sharpness_start", "SD-DARTS", start)
         for label in tally.labels:
             model = _supernet(C, steps, seed, ctx.device)
-            strategy: Any = (
+            inner: Any = (
                 DARTS(order=1, w_lr=W_LR, a_lr=a_lr)
                 if label == "DARTS"
                 else SDDARTS(
                     num_teachers=2, snapshot_every=1, distill_weight=1.0, w_lr=W_LR, a_lr=a_lr
                 )
             )
+            strategy = _EpochProbe(inner, sharpness, every=2, epochs=epochs)
             res = _search_and_score(
                 ctx, tally, label, seed, strategy, model, task, epochs, retrain_epochs
             )
-            sharp = dominant_hessian_eigenvalue(
-                model,
-                task.search_val[:2],
-                iters=ctx.pick(2, 20),
-                generator=torch.Generator().manual_seed(seed),
-                batch_stats=True,
-            )
+            curves[label].append([(0, start), *strategy.values])
+            sharp = strategy.values[-1][1]  # at the end of the search
             tally.add("sharpness", label, sharp)
+            tally.add("sharpness_peak", label, max(v for _, v in strategy.values))
             w = {
                 k: v.to(ctx.device)
                 for k, v in res.genotype.supernet_weights(model.op_names).items()
@@ -603,13 +638,25 @@ def sd_darts(ctx: RunContext) -> Result:
             ops = {k: _op_projection(v, model.op_names) for k, v in soft.items()}
             tally.add("op_gap", label, full - supernet_score(model, test, ops, batch_stats=True)[0])
             ctx.log(
-                f"seed {seed} {label}: sharpness {sharp:.4g} "
-                f"gap {tally.lists('gap')[label][-1]:.3f} "
-                f"retrained {tally.lists('acc')[label][-1]:.3f}"
+                f"seed {seed} {label}: sharpness "
+                + " ".join(f"e{e}={v:.4g}" for e, v in curves[label][-1])
+                + f" gap {tally.lists('gap')[label][-1]:.3f}"
+                f" op_gap {tally.lists('op_gap')[label][-1]:.3f}"
+                f" retrained {tally.lists('acc')[label][-1]:.3f}"
             )
     mean, m_sharp, m_gap = tally.mean("acc"), tally.mean("sharpness"), tally.mean("gap")
     m_op = tally.mean("op_gap")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for label, color in zip(tally.labels, ("#4c72b0", "#dd8452")):
+        for i, curve in enumerate(curves[label]):
+            ax.plot(*zip(*curve), color=color, marker="o", label=label if i == 0 else None)
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel("dominant eigenvalue of Hessian (alpha)")
+    ax.set_title("sharpness during the search (one line per seed)")
+    ax.legend()
     figs = [
+        ctx.savefig(fig, "sd_darts_sharpness_curve.png"),
         _bars(
             ctx,
             tally.lists("sharpness"),
@@ -637,6 +684,23 @@ def sd_darts(ctx: RunContext) -> Result:
             "sharpness_darts": m_sharp["DARTS"],
             "sharpness_sd_darts": m_sharp["SD-DARTS"],
             "sharpness_ratio": m_sharp["SD-DARTS"] / m_sharp["DARTS"],
+            "sharpness_start": tally.mean("sharpness_start")["DARTS"],
+            "sharpness_peak_darts": tally.mean("sharpness_peak")["DARTS"],
+            "sharpness_peak_sd_darts": tally.mean("sharpness_peak")["SD-DARTS"],
+            "seeds_sharpness_lower": float(
+                sum(
+                    a < b
+                    for a, b in zip(
+                        tally.lists("sharpness")["SD-DARTS"], tally.lists("sharpness")["DARTS"]
+                    )
+                )
+            ),
+            "seeds_gap_lower": float(
+                sum(
+                    a < b
+                    for a, b in zip(tally.lists("gap")["SD-DARTS"], tally.lists("gap")["DARTS"])
+                )
+            ),
             "gap_darts": m_gap["DARTS"],
             "gap_sd_darts": m_gap["SD-DARTS"],
             "gap_reduction": m_gap["DARTS"] - m_gap["SD-DARTS"],
