@@ -608,6 +608,14 @@ def stable_sde(ctx: RunContext) -> Result:
     for key in ("stable_minus_naive_drop_all_rates", "stable_minus_ncde_drop_all_rates"):
         for seed, p in zip(seeds, per_seed, strict=True):
             metrics[f"{key}_seed{seed}"] = p[key]
+    for i, rate in enumerate(rates[1:], 1):  # every rate's difference (reported, not claimed)
+        for base in ("naive", "ncde"):
+            diffs = []
+            for rows in tables.values():
+                first, row = rows[0], rows[i]
+                stable = sum(first[k] - row[k] for k in _STABLE) / len(_STABLE)
+                diffs.append(stable - (first[base] - row[base]))
+            metrics[f"stable_minus_{base}_drop_at_{round(100 * rate)}"] = sum(diffs) / s
     last = tables[f"accuracy_seed{seeds[0]}"][-1]
     for name in names:
         metrics[f"accuracy_{name}_missing_{round(100 * last['missing'])}"] = float(last[name])
