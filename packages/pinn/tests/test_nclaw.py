@@ -202,3 +202,26 @@ def test_teacher_resets_split_the_trajectory_evenly(n: int, lam: float) -> None:
     assert len(starts) == math.ceil(n / lam)  # one reset per segment of at most λ steps
     lengths = np.diff([*starts, n])
     assert lengths.max() - lengths.min() <= 1 and lengths.max() <= math.ceil(lam)
+
+
+def test_rest_free_baselines_are_at_rest_but_not_equivariant() -> None:
+    """The authors' plain baselines (no biases, input ``F − I``): rest state exact, frame
+    indifference not."""
+    torch.manual_seed(0)
+    eye = torch.eye(2, dtype=torch.float64).expand(3, 2, 2)
+    stress = MLPStress(width=16, stress_scale=5.0, rest_free=True).double()
+    plast = MLPPlasticity(width=8, alpha=1.0, rest_free=True).double()
+    assert all(m.bias is None for m in stress.layers) and all(m.bias is None for m in plast.layers)
+    assert torch.equal(stress(eye), torch.zeros_like(eye))
+    assert torch.equal(plast(eye), eye)
+    F, Q = _random_F(8, 1), _rot(0.7)
+    with torch.no_grad():
+        assert float((stress(Q @ F) - Q @ stress(F)).abs().max()) > 1e-3
+        assert float((plast(Q @ F) - Q @ plast(F)).abs().max()) > 1e-3
+        # input F − I: the same weights as the vec-F network evaluated at F − I
+        shifted = F - torch.eye(2, dtype=torch.float64)
+        x = shifted.reshape(-1, 4)
+        for layer in stress.layers[:-1]:
+            x = torch.nn.functional.gelu(layer(x))
+        ref = stress.layers[-1](x).reshape(F.shape) * 5.0
+        torch.testing.assert_close(stress(F), ref, rtol=1e-12, atol=1e-12)

@@ -195,10 +195,12 @@ class PlasticityLaw(nn.Module):
         return F + self.alpha * (R @ _sym(self.mlp(invariants(F))))
 
 
-def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor) -> torch.Tensor:
-    """The unconstrained baselines' network: GELU MLP on ``vec F`` ``(..., 4)``, reshaped back to
-    ``(..., 2, 2)``."""
+def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor, centered: bool = False) -> torch.Tensor:
+    """The unconstrained baselines' network: GELU MLP on ``vec F`` (or ``vec(F − I)`` when
+    ``centered``) ``(..., 4)``, reshaped back to ``(..., 2, 2)``."""
     _check_F(F)
+    if centered:
+        F = F - torch.eye(2, dtype=F.dtype, device=F.device)
     x = F.reshape(*F.shape[:-2], 4)
     for layer in layers[:-1]:
         x = nn.functional.gelu(layer(x))
@@ -206,22 +208,35 @@ def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor) -> torch.Tensor:
     return out.reshape(F.shape)
 
 
+def _baseline_layers(width: int, depth: int, rest_free: bool) -> nn.ModuleList:
+    check_int(width, "width")
+    check_int(depth, "depth")
+    dims = [4] + [width] * depth + [4]
+    return nn.ModuleList(nn.Linear(a, b, bias=not rest_free) for a, b in itertools.pairwise(dims))
+
+
 class MLPStress(nn.Module):
     """Unconstrained baseline: ``P = MLP(vec F)`` with biases and no invariance structure.
+
+    With ``rest_free=True`` it is the authors' plain baseline (``PlainMetaElasticity``):
+    ``P = MLP(vec(F − I))`` without biases, stress-free at rest but not equivariant.
 
     Args:
         width: hidden width.
         depth: hidden layers.
         stress_scale: output scale.
+        rest_free: no biases and input ``F − I`` (``P(I) = 0``).
 
     Shapes:
         F: ``(..., 2, 2)`` → ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 64, depth: int = 2, stress_scale: float = 1.0) -> None:
+    def __init__(
+        self, width: int = 64, depth: int = 2, stress_scale: float = 1.0, rest_free: bool = False
+    ) -> None:
         super().__init__()
-        dims = [4] + [width] * depth + [4]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.layers = _baseline_layers(width, depth, rest_free)
+        self.rest_free = rest_free
         self.stress_scale = check_positive(stress_scale, "stress_scale")
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
@@ -233,31 +248,34 @@ class MLPStress(nn.Module):
         Returns:
             ``(..., 2, 2)``.
         """
-        return _vec_mlp(self.layers, F) * self.stress_scale
+        return _vec_mlp(self.layers, F, self.rest_free) * self.stress_scale
 
 
 class MLPPlasticity(nn.Module):
     """Unconstrained plasticity baseline: ``F ↦ F + α · MLP(vec F)`` (biases, no structure).
 
     Neither equivariant nor the identity at rest (unlike :class:`PlasticityLaw`); the same
-    scale ``α`` and Xavier initialisation as :class:`PlasticityLaw`.
+    scale ``α`` and Xavier initialisation as :class:`PlasticityLaw`. With ``rest_free=True``
+    it is the authors' plain baseline (``PlainMetaPlasticity``): ``F + α · MLP(vec(F − I))``
+    without biases, the identity at rest but not equivariant.
 
     Args:
         width: hidden width.
         depth: hidden layers.
         alpha: scale ``α > 0`` of the correction.
+        rest_free: no biases and input ``F − I`` (``I ↦ I``).
 
     Shapes:
         F: ``(..., 2, 2)`` trial elastic deformation → projected ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 32, depth: int = 2, alpha: float = 1e-3) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 2, alpha: float = 1e-3, rest_free: bool = False
+    ) -> None:
         super().__init__()
-        check_int(width, "width")
-        check_int(depth, "depth")
         self.alpha = check_positive(alpha, "alpha")
-        dims = [4] + [width] * depth + [4]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.layers = _baseline_layers(width, depth, rest_free)
+        self.rest_free = rest_free
         for m in self.layers.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -271,7 +289,7 @@ class MLPPlasticity(nn.Module):
         Returns:
             ``(..., 2, 2)``.
         """
-        return F + self.alpha * _vec_mlp(self.layers, F)
+        return F + self.alpha * _vec_mlp(self.layers, F, self.rest_free)
 
 
 def neo_hookean_stress(F: torch.Tensor, mu: float, lam: float) -> torch.Tensor:
