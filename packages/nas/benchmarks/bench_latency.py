@@ -5,7 +5,7 @@
 FBNet and ProxylessNAS assume a network's latency is the sum of its layers' latencies. For
 random architectures of the layer-wise MBConv space, this compares the table's prediction
 (``ours``) with the measured latency of the built network (``peer``, same device, same
-estimator as the table: minimum over repeats, single-threaded, on the CPU the process CPU
+estimator as the table: minimum over repeats, single-threaded, on the CPU the thread's CPU
 clock); the ratio is the prediction error (the stem, transitions and head, fixed in every
 architecture, are not in the table, so ratios < 1 are expected). Writes
 ``DIR/nas_latency.json``.

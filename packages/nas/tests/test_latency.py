@@ -188,3 +188,6 @@ def test_bad_measurement_options() -> None:
         measure_latencies({})
     with pytest.raises(ValueError, match="n must be an int"):
         measure_latencies({"f": lambda: None}, threads=0)
+    # the CPU clock times the calling thread: refused when ops may run on several threads
+    with pytest.raises(ValueError, match="one intra-op thread"):
+        measure_latencies({"f": lambda: None}, threads=2, clock="cpu")

@@ -18,7 +18,8 @@ ever *add* time to a run, so the default estimator is the minimum over repeats (
 estimator of a kernel's cost under interference; the median drifts with the load), the
 candidates of an edge are timed round-robin so a burst of load hits all of them alike, and
 the runs are single-threaded by default (:func:`torch_threads`; a phone-like target and no
-contention between the intra-op threads and the other processes).
+contention between the intra-op threads and the other processes) and then timed on the
+thread's CPU clock (time the scheduler gives to other processes is not the op's).
 
 A *search edge* is any module with a ``ModuleList`` attribute ``ops`` and a matching sequence of
 names ``op_names`` (the DARTS :class:`~torchloom.nas.space.MixedEdge` and the layer-wise
@@ -56,7 +57,7 @@ STATISTICS = ("min", "median")
 """Estimators of an op's latency over the timed repeats (see :func:`measure_latencies`)."""
 
 CLOCKS = ("wall", "cpu")
-"""Clocks of :func:`measure_latencies`: wall time, or the process's CPU time (user + system)."""
+"""Clocks of :func:`measure_latencies`: wall time, or the calling thread's CPU time."""
 
 
 @dataclass
@@ -350,9 +351,10 @@ def measure_latencies(
 
     Round-robin timing makes a burst of load from other processes hit every candidate alike;
     the minimum is the estimator of the intrinsic cost under such interference (load only
-    adds time). CUDA is synchronised around each run. ``clock="cpu"`` times the process's CPU
-    time instead of wall time: for a single-threaded CPU op this is its latency on a dedicated
-    core, without the time the scheduler gave to other processes.
+    adds time). CUDA is synchronised around each run. ``clock="cpu"`` times the calling
+    thread's CPU time (user + system) instead of wall time: for a single-threaded CPU op this
+    is its latency on a dedicated core, without the time the scheduler gave to other
+    processes (nor the CPU time of other threads of this process).
 
     Args:
         fns: ``{name: fn}``; each ``fn()`` runs the op once.
@@ -360,15 +362,15 @@ def measure_latencies(
         warmup: untimed runs per callable first (steady state: allocator, caches).
         statistic: ``"min"`` (default) or ``"median"`` over the repeats.
         threads: intra-op threads while timing (:func:`torch_threads`; ``None``: unchanged).
-        clock: ``"wall"`` (default) or ``"cpu"`` (process CPU time; meaningful for
-            single-threaded CPU ops).
+        clock: ``"wall"`` (default) or ``"cpu"`` (the calling thread's CPU time; requires a
+            single intra-op thread, else the other threads' work would be missed).
 
     Returns:
         ``{name: µs}``.
 
     Raises:
         ValueError: on an empty mapping, ``repeats < 1``, ``warmup < 0``, an unknown
-            ``statistic`` or ``clock``.
+            ``statistic`` or ``clock``, or ``clock="cpu"`` with more than one intra-op thread.
     """
     if not fns:
         raise ValueError("fns must hold at least one callable, got an empty mapping")
@@ -379,7 +381,7 @@ def measure_latencies(
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     reduce: Callable[[list[float]], float] = min if statistic == "min" else statistics.median
-    now = time.perf_counter if clock == "wall" else time.process_time
+    now = time.perf_counter if clock == "wall" else time.thread_time
     cuda = torch.cuda.is_available()
 
     def sync() -> None:
@@ -388,6 +390,11 @@ def measure_latencies(
 
     times: dict[str, list[float]] = {name: [] for name in fns}
     with torch_threads(threads):
+        if clock == "cpu" and torch.get_num_threads() != 1:
+            raise ValueError(
+                f"clock='cpu' times the calling thread only and needs one intra-op thread, got "
+                f"{torch.get_num_threads()} (pass threads=1 or clock='wall')"
+            )
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
@@ -443,7 +450,7 @@ def measure_latency_table(
     shape; the candidates of an edge are timed round-robin by :func:`measure_latencies`
     (``warmup`` untimed runs each, then the minimum, or median, of ``repeats`` timed runs,
     single-threaded by default; CUDA is synchronised around each run). A single-threaded
-    CPU table is timed on the process's CPU clock by default: the op's latency on a dedicated
+    CPU table is timed on the thread's CPU clock by default: the op's latency on a dedicated
     core, as on the paper's phone, without the time the scheduler gives other processes.
 
     Args:

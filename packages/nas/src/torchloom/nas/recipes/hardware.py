@@ -151,7 +151,7 @@ class _FirstOrderSoftmax(GradientStrategy):
 
 def _latency_of(nets: dict[str, nn.Module], x: torch.Tensor, repeat: int) -> dict[str, float]:
     """Latency (µs) of each network, measured like the lookup table (``measure_latencies``:
-    round-robin, minimum over repeats; on the CPU single-threaded on the process CPU clock)."""
+    round-robin, minimum over repeats; on the CPU single-threaded on the thread's CPU clock)."""
     for n in nets.values():
         n.eval()
     cpu = x.device.type == "cpu"
@@ -178,7 +178,7 @@ def _target_latency(
     """Latency table (µs) of the chain at the target size, and its fixed layers' latency (ms).
 
     Measured once per run on this CPU (batch 1, one thread, as on the paper's phone core;
-    minimum over repeats of the process CPU time, so the load of other processes on the shared
+    minimum over repeats of the thread's CPU time, so the load of other processes on the shared
     machine does not enter the table); the fixed layers (stem, transitions, head) are the
     all-``zero`` child, whose searched layers are identities, measured the same way.
     """
@@ -230,7 +230,8 @@ def fbnet(ctx: RunContext) -> Result:
     FBNet / accuracy-only). A latency-heavy ``β = 3`` run is reported beside it
     (``latency_heavy_*``, not checked). The found architectures are retrained from scratch
     on digits; their test accuracy and the *measured* end-to-end latency of the proxy networks
-    (round-robin medians, same process: ``proxy_latency_ratio``) are reported.
+    (round-robin minima of the thread's CPU time, same process: ``proxy_latency_ratio``) are
+    reported.
     """
     data = digits(seed=ctx.seed)
     dev = ctx.device
