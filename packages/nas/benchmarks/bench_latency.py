@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from torchloom.core.bench import bench_parser, compare, write_report
+from torchloom.core.bench import bench_parser, compare, times, write_report
 from torchloom.nas.blocks import PROXYLESS_OPS, ChainSupernet, build_chain
-from torchloom.nas.latency import measure_latencies, measure_latency_table
+from torchloom.nas.latency import measure_latency_table
 
 
 def main() -> None:
@@ -38,7 +38,8 @@ def main() -> None:
         clock = "cpu" if dev == "cpu" else "wall"
         with torch.no_grad():
             fns = {"net": lambda net=net: net(x)}
-            measured = measure_latencies(fns, repeat, 2, clock=clock)["net"]
+            secs = times(fns, repeat, 2, statistic="min", threads=1, clock=clock)
+            measured = secs["net"] * 1e6
         predicted = table.total(dict(zip(space.edge_names(), choice)))
         rows.append(compare(f"arch {i}: {','.join(choice)}", predicted, measured, "us"))
     write_report("nas", "latency", "measured end-to-end latency", rows, args.out, device=dev)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,8 @@ from torchloom.nas.latency import (
     LatencyTable,
     arch_latency_matrices,
     expected_latency,
-    measure_latencies,
     measure_latency_table,
     search_edges,
-    torch_threads,
 )
 
 
@@ -102,40 +99,6 @@ def test_bad_inputs() -> None:
         measure_latency_table({}, (1, 3))
 
 
-def _busy(seconds: float) -> None:
-    start = time.process_time()
-    while time.process_time() - start < seconds:
-        pass
-
-
-def test_min_estimator_recovers_the_cost_under_interference() -> None:
-    # a 2 ms op that, in 3 of every 5 runs, also loses 20 ms to "another process": the old
-    # estimator (median of wall time) reports the interference, the minimum the op's cost
-    calls = {"n": 0}
-
-    def op() -> None:
-        calls["n"] += 1
-        time.sleep(0.002 + (0.02 if calls["n"] % 5 < 3 else 0.0))
-
-    fns = {"op": op}
-    lo = measure_latencies(fns, repeats=10, warmup=0, statistic="min", threads=None)["op"]
-    med = measure_latencies(fns, repeats=10, warmup=0, statistic="median", threads=None)["op"]
-    assert 2e3 <= lo < 8e3
-    assert med > 15e3
-
-
-def test_cpu_clock_excludes_time_off_the_cpu() -> None:
-    # 3 ms of CPU work, then 15 ms descheduled (sleeping): the CPU clock sees the work only
-    def op() -> None:
-        _busy(0.003)
-        time.sleep(0.015)
-
-    cpu = measure_latencies({"op": op}, repeats=3, warmup=0, clock="cpu")["op"]
-    wall = measure_latencies({"op": op}, repeats=3, warmup=0, clock="wall")["op"]
-    assert 2.9e3 <= cpu < 9e3
-    assert wall >= 18e3 - 1e2
-
-
 def test_table_is_reproducible_and_keeps_the_cost_order() -> None:
     torch.manual_seed(0)
 
@@ -166,10 +129,6 @@ def test_measurement_is_single_threaded_and_restores_the_thread_count() -> None:
         measure_latency_table({"p": Probe()}, (1, 3), repeats=2, warmup=1)
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2
-        with pytest.raises(RuntimeError, match="boom"), torch_threads(1):
-            assert torch.get_num_threads() == 1
-            raise RuntimeError("boom")
-        assert torch.get_num_threads() == 2
         seen.clear()
         measure_latency_table({"p": Probe()}, (1, 3), repeats=1, warmup=0, threads=None)
         assert set(seen) == {2}
@@ -182,12 +141,6 @@ def test_bad_measurement_options() -> None:
         measure_latency_table({"s": nn.Identity()}, (1, 3), statistic="mean")
     with pytest.raises(ValueError, match="clock"):
         measure_latency_table({"s": nn.Identity()}, (1, 3), clock="gpu")
-    with pytest.raises(ValueError, match="clock"):
-        measure_latencies({"f": lambda: None}, clock="gpu")
-    with pytest.raises(ValueError, match="empty"):
-        measure_latencies({})
-    with pytest.raises(ValueError, match="n must be an int"):
-        measure_latencies({"f": lambda: None}, threads=0)
     # the CPU clock times the calling thread: refused when ops may run on several threads
     with pytest.raises(ValueError, match="one intra-op thread"):
-        measure_latencies({"f": lambda: None}, threads=2, clock="cpu")
+        measure_latency_table({"s": nn.Identity()}, (1, 3), threads=2, clock="cpu")

@@ -14,13 +14,26 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["bench_parser", "compare", "median_time", "median_times", "write_report"]
+from torchloom.core.checks import check_int
+
+__all__ = [
+    "CLOCKS",
+    "STATISTICS",
+    "bench_parser",
+    "compare",
+    "median_time",
+    "median_times",
+    "times",
+    "torch_threads",
+    "write_report",
+]
 
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
@@ -35,31 +48,114 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def median_times(
-    fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1
+STATISTICS = ("min", "median")
+"""Reductions of :func:`times` over the timed repeats."""
+
+CLOCKS = ("wall", "cpu")
+"""Clocks of :func:`times`: wall time, or the calling thread's CPU time."""
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count after it.
+
+    Args:
+        n: intra-op threads inside the block (``None``: leave the setting alone).
+
+    Yields:
+        Nothing; the previous thread count is restored on exit, also on an exception.
+
+    Raises:
+        ValueError: when ``n`` is not ``None`` or an integer ``>= 1``.
+    """
+    if n is None:
+        yield
+        return
+    check_int(n, "n")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def times(
+    fns: Mapping[str, Callable[[], Any]],
+    repeat: int = 5,
+    warmup: int = 1,
+    *,
+    statistic: str = "median",
+    threads: int | None = None,
+    clock: str = "wall",
 ) -> dict[str, float]:
-    """Median wall time (s) of each function. Repeats run round-robin across the candidates so
-    that load from other processes hits every one alike; CUDA is synchronised around each run."""
-    if repeat < 1:
-        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    """Time (s) of each callable: ``warmup`` untimed runs each, then ``repeat`` timed rounds,
+    round-robin over the callables, reduced by ``statistic``.
+
+    Round-robin timing makes a burst of load from other processes hit every candidate alike.
+    ``statistic="min"`` estimates an op's intrinsic cost under such interference (load only
+    adds time); the median is the typical run. CUDA is synchronised around each run.
+    ``clock="cpu"`` times the calling thread's CPU time instead of wall time: for a
+    single-threaded CPU op, its latency on a dedicated core, without the time the scheduler
+    gave to other processes (nor any GPU time: use it for CPU work only).
+
+    Args:
+        fns: ``{name: fn}``; each ``fn()`` runs the op once.
+        repeat: timed runs per callable.
+        warmup: untimed runs per callable first (steady state: allocator, caches).
+        statistic: ``"median"`` (default) or ``"min"`` over the repeats.
+        threads: intra-op threads while timing (:func:`torch_threads`; ``None``: unchanged).
+        clock: ``"wall"`` (default) or ``"cpu"`` (needs a single intra-op thread, else the
+            other threads' work would be missed).
+
+    Returns:
+        ``{name: seconds}``.
+
+    Raises:
+        ValueError: on an empty mapping, ``repeat < 1``, ``warmup < 0``, an unknown
+            ``statistic`` or ``clock``, or ``clock="cpu"`` with more than one intra-op thread.
+    """
+    if not fns:
+        raise ValueError("fns must hold at least one callable, got an empty mapping")
+    check_int(repeat, "repeat")
+    check_int(warmup, "warmup", minimum=0)
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    reduce: Callable[[list[float]], float] = min if statistic == "min" else statistics.median
+    now = time.perf_counter if clock == "wall" else time.thread_time
     cuda = torch.cuda.is_available()
 
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize()
 
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    taken: dict[str, list[float]] = {name: [] for name in fns}
+    with torch_threads(threads):
+        if clock == "cpu" and torch.get_num_threads() != 1:
+            raise ValueError(
+                f"clock='cpu' times the calling thread only and needs one intra-op thread, got "
+                f"{torch.get_num_threads()} (pass threads=1 or clock='wall')"
+            )
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(repeat):
+            for name, fn in fns.items():
+                sync()
+                start = now()
+                fn()
+                sync()
+                taken[name].append(now() - start)
+    return {name: reduce(ts) for name, ts in taken.items()}
+
+
+def median_times(
+    fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time (s) of each function, round-robin (:func:`times` with its defaults)."""
+    return times(fns, repeat, warmup)
 
 
 def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:

@@ -40,9 +40,7 @@ from torchloom.nas.latency import (
     LatencyTable,
     arch_latency_matrices,
     expected_latency,
-    measure_latencies,
     measure_latency_table,
-    torch_threads,
 )
 from torchloom.nas.proxyless import (
     PathSample,
@@ -179,7 +177,6 @@ __all__: list[str] = [
     "make_op",
     "max_w_coefficients",
     "mbconv_ops",
-    "measure_latencies",
     "measure_latency_table",
     "mix_ops",
     "model_alphas",
@@ -195,7 +192,6 @@ __all__: list[str] = [
     "sparsity_of",
     "supernet_score",
     "topk_mask",
-    "torch_threads",
     "train_network",
     "voting_teacher",
 ]

@@ -12,14 +12,14 @@ mask (FBNet). :func:`measure_latency_table` builds the table on the current devi
 :class:`LatencyTable` stores it (JSON round-trip), and :meth:`LatencyTable.expected` /
 :func:`expected_latency` compute the differentiable expectation. Latencies are in microseconds.
 
-Measurement (:func:`measure_latencies`): the lookup table is meant to hold each op's intrinsic
-cost on the target device, measured carefully once. On a shared machine other processes only
-ever *add* time to a run, so the default estimator is the minimum over repeats (the standard
-estimator of a kernel's cost under interference; the median drifts with the load), the
-candidates of an edge are timed round-robin so a burst of load hits all of them alike, and
-the runs are single-threaded by default (:func:`torch_threads`; a phone-like target and no
-contention between the intra-op threads and the other processes) and then timed on the
-thread's CPU clock (time the scheduler gives to other processes is not the op's).
+Measurement (:func:`torchloom.core.bench.times`): the lookup table is meant to hold each
+op's intrinsic cost on the target device, measured carefully once. On a shared machine other
+processes only ever *add* time to a run, so the default estimator is the minimum over repeats
+(the standard estimator of a kernel's cost under interference; the median drifts with the
+load), the candidates of an edge are timed round-robin so a burst of load hits all of them
+alike, and the runs are single-threaded by default (a phone-like target, and no contention
+between the intra-op threads and the other processes) and then timed on the thread's CPU
+clock (time the scheduler gives to other processes is not the op's).
 
 A *search edge* is any module with a ``ModuleList`` attribute ``ops`` and a matching sequence of
 names ``op_names`` (the DARTS :class:`~torchloom.nas.space.MixedEdge` and the layer-wise
@@ -29,10 +29,7 @@ names ``op_names`` (the DARTS :class:`~torchloom.nas.space.MixedEdge` and the la
 from __future__ import annotations
 
 import json
-import statistics
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,23 +38,16 @@ import torch
 from torch import nn
 
 from torchloom.core import rng
+from torchloom.core.bench import CLOCKS, STATISTICS, times
 from torchloom.core.checks import check_floating, check_int
 
 __all__ = [
     "LatencyTable",
     "arch_latency_matrices",
     "expected_latency",
-    "measure_latencies",
     "measure_latency_table",
     "search_edges",
-    "torch_threads",
 ]
-
-STATISTICS = ("min", "median")
-"""Estimators of an op's latency over the timed repeats (see :func:`measure_latencies`)."""
-
-CLOCKS = ("wall", "cpu")
-"""Clocks of :func:`measure_latencies`: wall time, or the calling thread's CPU time."""
 
 
 @dataclass
@@ -312,102 +302,6 @@ def search_edges(space: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in space.named_modules() if _is_edge(m)}
 
 
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count after it.
-
-    Args:
-        n: intra-op threads inside the block (``None``: leave the setting alone).
-
-    Yields:
-        Nothing; the previous thread count is restored on exit, also on an exception.
-
-    Raises:
-        ValueError: when ``n`` is not ``None`` or an integer ``>= 1``.
-    """
-    if n is None:
-        yield
-        return
-    check_int(n, "n")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def measure_latencies(
-    fns: Mapping[str, Callable[[], Any]],
-    repeats: int = 20,
-    warmup: int = 3,
-    *,
-    statistic: str = "min",
-    threads: int | None = 1,
-    clock: str = "wall",
-) -> dict[str, float]:
-    """Latency (µs) of each callable: ``warmup`` untimed runs each, then ``repeats`` timed
-    rounds, round-robin over the callables, reduced by ``statistic``.
-
-    Round-robin timing makes a burst of load from other processes hit every candidate alike;
-    the minimum is the estimator of the intrinsic cost under such interference (load only
-    adds time). CUDA is synchronised around each run. ``clock="cpu"`` times the calling
-    thread's CPU time (user + system) instead of wall time: for a single-threaded CPU op this
-    is its latency on a dedicated core, without the time the scheduler gave to other
-    processes (nor the CPU time of other threads of this process).
-
-    Args:
-        fns: ``{name: fn}``; each ``fn()`` runs the op once.
-        repeats: timed runs per callable.
-        warmup: untimed runs per callable first (steady state: allocator, caches).
-        statistic: ``"min"`` (default) or ``"median"`` over the repeats.
-        threads: intra-op threads while timing (:func:`torch_threads`; ``None``: unchanged).
-        clock: ``"wall"`` (default) or ``"cpu"`` (the calling thread's CPU time; requires a
-            single intra-op thread, else the other threads' work would be missed).
-
-    Returns:
-        ``{name: µs}``.
-
-    Raises:
-        ValueError: on an empty mapping, ``repeats < 1``, ``warmup < 0``, an unknown
-            ``statistic`` or ``clock``, or ``clock="cpu"`` with more than one intra-op thread.
-    """
-    if not fns:
-        raise ValueError("fns must hold at least one callable, got an empty mapping")
-    check_int(repeats, "repeats")
-    check_int(warmup, "warmup", minimum=0)
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
-    reduce: Callable[[list[float]], float] = min if statistic == "min" else statistics.median
-    now = time.perf_counter if clock == "wall" else time.thread_time
-    cuda = torch.cuda.is_available()
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    with torch_threads(threads):
-        if clock == "cpu" and torch.get_num_threads() != 1:
-            raise ValueError(
-                f"clock='cpu' times the calling thread only and needs one intra-op thread, got "
-                f"{torch.get_num_threads()} (pass threads=1 or clock='wall')"
-            )
-        for fn in fns.values():
-            for _ in range(warmup):
-                fn()
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                sync()
-                start = now()
-                fn()
-                sync()
-                times[name].append(now() - start)
-    return {name: reduce(ts) * 1e6 for name, ts in times.items()}
-
-
 def _time_ops(
     ops: Mapping[str, nn.Module],
     x: torch.Tensor,
@@ -423,9 +317,8 @@ def _time_ops(
     try:
         with torch.no_grad():
             fns = {name: (lambda op=op: op(x)) for name, op in ops.items()}
-            return measure_latencies(
-                fns, repeats, warmup, statistic=statistic, threads=threads, clock=clock
-            )
+            secs = times(fns, repeats, warmup, statistic=statistic, threads=threads, clock=clock)
+            return {name: t * 1e6 for name, t in secs.items()}
     finally:
         for name, op in ops.items():
             op.train(modes[name])
@@ -447,7 +340,7 @@ def measure_latency_table(
     """Measure the inference latency of every candidate op on the current device.
 
     Each op runs in eval mode under ``torch.no_grad`` on a random input of its edge's input
-    shape; the candidates of an edge are timed round-robin by :func:`measure_latencies`
+    shape; the candidates of an edge are timed round-robin by :func:`torchloom.core.bench.times`
     (``warmup`` untimed runs each, then the minimum, or median, of ``repeats`` timed runs,
     single-threaded by default; CUDA is synchronised around each run). A single-threaded
     CPU table is timed on the thread's CPU clock by default: the op's latency on a dedicated

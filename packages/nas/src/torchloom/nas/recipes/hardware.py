@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchloom.core.bench import times
 from torchloom.core.data import digits
 from torchloom.core.memory import SavedTensorMeter
 from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
@@ -31,7 +32,7 @@ from torchloom.nas.dass import (
     sparsity_of,
 )
 from torchloom.nas.fbnet import FBNet
-from torchloom.nas.latency import measure_latencies, measure_latency_table
+from torchloom.nas.latency import measure_latency_table
 from torchloom.nas.proxyless import ProxylessMixing, model_alphas
 from torchloom.nas.search import Batch, GradientStrategy, evaluate, search, train_network
 from torchloom.nas.space import PRIMITIVES, GumbelMixing
@@ -150,16 +151,22 @@ class _FirstOrderSoftmax(GradientStrategy):
 
 
 def _latency_of(nets: dict[str, nn.Module], x: torch.Tensor, repeat: int) -> dict[str, float]:
-    """Latency (µs) of each network, measured like the lookup table (``measure_latencies``:
+    """Latency (µs) of each network, measured like the lookup table (``core.bench.times``:
     round-robin, minimum over repeats; on the CPU single-threaded on the thread's CPU clock)."""
     for n in nets.values():
         n.eval()
     cpu = x.device.type == "cpu"
     with torch.no_grad():
         fns = {k: (lambda m=m: m(x)) for k, m in nets.items()}
-        return measure_latencies(
-            fns, repeat, 2, threads=1 if cpu else None, clock="cpu" if cpu else "wall"
+        secs = times(
+            fns,
+            repeat,
+            2,
+            statistic="min",
+            threads=1 if cpu else None,
+            clock="cpu" if cpu else "wall",
         )
+    return {k: t * 1e6 for k, t in secs.items()}
 
 
 TARGET_INPUT: tuple[int, int, int, int] = (1, 3, 224, 224)
