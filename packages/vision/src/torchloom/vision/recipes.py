@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from torchloom.core.data import digits
 from torchloom.core.recipes import Claim, Result, RunContext, pyplot, recipe
 from torchloom.vision.msssim import MS_SSIM_WEIGHTS, ms_ssim, ssim
-from torchloom.vision.skeleton import skeletonize, soft_skeleton
+from torchloom.vision.skeleton import Skeletonize, cldice_loss, skeletonize, soft_skeleton
 
 __all__: list[str] = ["dta", "msssim", "nafdpm", "skeleton"]
 
@@ -216,6 +218,150 @@ def _tolerant_dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * precision * recall / max(precision + recall, 1e-12))
 
 
+def _vessel_images(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noisy low-contrast images ``(n, H, W)`` of 2D vessel masks ``(n, H, W)``.
+
+    Thin vessels are fainter than thick ones, each image gets 3-6 local intensity dips
+    (Gaussian, sd 2 px, depth 60-90%) centred on vessel pixels, a 1-px blur, a smooth
+    background (sd 0.15) and white noise (sd 0.12): a Dice-trained net tends to break the
+    thin, dipped vessels.
+    """
+    from scipy import ndimage
+
+    size = masks.shape[1]
+    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    out = np.zeros(masks.shape, dtype=np.float32)
+    for i, m in enumerate(masks):
+        dist = ndimage.distance_transform_edt(m)
+        thick = ndimage.grey_dilation(dist, size=(5, 5)) * m
+        contrast = np.clip(0.35 + 0.2 * thick, 0.0, 1.0)
+        points = np.argwhere(m)
+        field = np.ones_like(contrast)
+        k = min(int(rng.integers(3, 7)), len(points))
+        for c in points[rng.choice(len(points), size=k, replace=False)]:
+            d2 = (yy - c[0]) ** 2 + (xx - c[1]) ** 2
+            field *= 1.0 - rng.uniform(0.6, 0.9) * np.exp(-d2 / 8.0)
+        img = ndimage.gaussian_filter(m * contrast * field, 1.0)
+        bg = ndimage.gaussian_filter(rng.normal(size=m.shape), 6.0)
+        out[i] = img + 0.15 * bg / (bg.std() + 1e-8) + rng.normal(0.0, 0.12, size=m.shape)
+    return out
+
+
+class _SegNet(nn.Module):
+    """Small dilated CNN ``(B, 1, H, W) -> (B, 1, H, W)`` foreground probabilities
+    (receptive field 33 px)."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()]
+        for d in (2, 4, 8, 1):
+            layers += [nn.Conv2d(width, width, 3, padding=d, dilation=d), nn.ReLU()]
+        layers.append(nn.Conv2d(width, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(x))
+
+
+def _soft_dice_loss(p: Tensor, t: Tensor, smooth: float = 1.0) -> Tensor:
+    """``1 - (2|p∘t| + s) / (|p| + |t| + s)`` over the whole batch."""
+    return 1.0 - (2.0 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+
+
+def _segmentation(ctx: RunContext, rng: np.random.Generator) -> tuple[dict[str, float], Any]:
+    """Train one small CNN with soft Dice and the same one (same init, same batches) with
+    ``(1 - α)·Dice + α·clDice`` where clDice uses our skeleton (Menten et al. §5.2); compare the
+    held-out connectivity of the binarised predictions. Returns metrics and a figure."""
+    n_train, n_test = ctx.pick(8, 64), ctx.pick(4, 64)
+    size, steps, batch, alpha = ctx.pick(32, 64), ctx.pick(8, 1200), 8, 0.5
+    masks = _vessels(n_train + n_test, size, 2, rng)
+    images = _vessel_images(masks, rng)
+    x = torch.tensor(images, device=ctx.device)[:, None]
+    y = torch.tensor(masks, dtype=torch.float32, device=ctx.device)[:, None]
+    y_skel = skeletonize(y, None)  # the exact skeleton of each target, computed once
+    init = _SegNet().to(ctx.device)
+    with torch.no_grad():  # initialise from the run's generator
+        for prm in init.parameters():
+            bound = 1.0 / math.sqrt(prm[0].numel()) if prm.dim() > 1 else 0.05
+            prm.copy_(torch.empty(prm.shape).uniform_(-bound, bound, generator=ctx.generator))
+    skel = Skeletonize(num_iter=5, probabilistic=True)
+    metrics: dict[str, float] = {}
+    preds: dict[str, np.ndarray] = {}
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+    for name in ("dice", "cldice"):
+        net = _SegNet().to(ctx.device)
+        net.load_state_dict(init.state_dict())
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(seed)  # same batches (and noise stream) for both
+        for _ in ctx.progress(range(steps), description=f"segmentation ({name})"):
+            idx = torch.randint(0, n_train, (batch,), generator=gen).to(ctx.device)
+            p = net(x[idx])
+            loss = _soft_dice_loss(p, y[idx])
+            if name == "cldice":
+                cl = cldice_loss(
+                    p,
+                    y[idx],
+                    skeleton=functools.partial(skel, generator=gen),
+                    target_skeleton=y_skel[idx],
+                )
+                loss = (1.0 - alpha) * loss + alpha * cl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pb = net(x[n_train:]) > 0.5
+        pred_skel = skeletonize(pb.to(y.dtype), None)[:, 0].cpu().numpy() > 0.5
+        pb_np = pb[:, 0].cpu().numpy()
+        preds[name] = pb_np
+        e0, e1, dice, cld = [], [], [], []
+        for i in range(n_test):
+            m = masks[n_train + i]
+            truth, got = _betti(m), _betti(pb_np[i])
+            e0.append(abs(got[0] - truth[0]))
+            e1.append(abs(got[1] - truth[1]))
+            dice.append(2.0 * (pb_np[i] & m).sum() / max(pb_np[i].sum() + m.sum(), 1))
+            ts = y_skel[n_train + i, 0].cpu().numpy() > 0.5
+            tprec = (pred_skel[i] & m).sum() / max(pred_skel[i].sum(), 1)
+            tsens = (ts & pb_np[i]).sum() / max(ts.sum(), 1)
+            cld.append(2.0 * tprec * tsens / max(tprec + tsens, 1e-12))
+        metrics[f"seg_betti0_error_{name}"] = float(np.mean(e0))
+        metrics[f"seg_betti1_error_{name}"] = float(np.mean(e1))
+        metrics[f"seg_dice_{name}"] = float(np.mean(dice))
+        metrics[f"seg_cldice_{name}"] = float(np.mean(cld))
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else (1.0 if a == 0 else math.inf)
+
+    metrics["seg_betti0_error_ratio"] = ratio(
+        metrics["seg_betti0_error_cldice"], metrics["seg_betti0_error_dice"]
+    )
+    metrics["seg_betti1_error_ratio"] = ratio(
+        metrics["seg_betti1_error_cldice"], metrics["seg_betti1_error_dice"]
+    )
+    metrics["seg_dice_ratio"] = metrics["seg_dice_cldice"] / max(metrics["seg_dice_dice"], 1e-12)
+    ctx.log(
+        f"held-out Betti-0 error: Dice {metrics['seg_betti0_error_dice']:.2f}, "
+        f"Dice + clDice (our skeleton) {metrics['seg_betti0_error_cldice']:.2f}"
+    )
+    plt = pyplot()
+    shown = min(n_test, 4)
+    fig, axes = plt.subplots(4, shown, figsize=(2.6 * shown, 10.4), squeeze=False)
+    rows = (
+        ("image", images[n_train : n_train + shown]),
+        ("truth", masks[n_train : n_train + shown]),
+        ("Dice", preds["dice"][:shown]),
+        ("Dice + clDice (ours)", preds["cldice"][:shown]),
+    )
+    for r, (title, imgs) in enumerate(rows):
+        for j in range(shown):
+            ax = axes[r, j]
+            ax.imshow(imgs[j], cmap="gray", interpolation="nearest")
+            ax.axis("off")
+            if j == 0:
+                ax.set_title(title, loc="left", fontsize=9)
+    return metrics, fig
+
+
 @recipe(
     name="vision.skeleton",
     papers=(14,),
@@ -238,6 +384,15 @@ def _tolerant_dice(a: np.ndarray, b: np.ndarray) -> float:
             0.85,
             paper="Tab. 1: the skeleton stays close to the medial axis (Dice vs skimage "
             "skeletonize, here with 1-voxel tolerance)",
+        ),
+        Claim(
+            "seg_betti0_error_ratio",
+            "<",
+            1.0,
+            paper="Menten et al. 2023, §5.2: a segmentation net trained with clDice using the "
+            "proposed skeleton has fewer Betti errors than one trained with Dice alone "
+            "(held-out Betti-0 error, Dice + clDice / Dice)",
+            quick=False,
         ),
     ],
 )
@@ -311,14 +466,21 @@ def skeleton(ctx: RunContext) -> Result:
         ax.set_title(titles[key])
         ax.axis("off")
     figure = ctx.savefig(fig, "skeletons.png")
+    seg_metrics, seg_fig = _segmentation(ctx, rng)
+    metrics.update(seg_metrics)
+    seg_figure = ctx.savefig(seg_fig, "segmentation.png")
     return Result(
         metrics=metrics,
-        figures=[figure],
+        figures=[figure, seg_figure],
         tables={"per_image": rows},
         notes=[
             "Betti error = sum over (b0, b1, b2) of |skeleton - mask|; 8/26-connected foreground",
             "dice_tol: Dice against skimage.morphology.skeletonize counting points within one "
             "voxel as matches (thinning schemes may place the medial line one voxel apart)",
+            "seg_*: a small CNN on noisy, low-contrast vessel images (intensity dips), trained "
+            "from one init on the same batches with soft Dice vs 0.5 Dice + 0.5 clDice using "
+            "our skeleton (probabilistic, straight-through); Betti errors of the binarised "
+            "held-out predictions (8-connected foreground)",
         ],
     )
 
