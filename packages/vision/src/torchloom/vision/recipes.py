@@ -273,7 +273,7 @@ def _segmentation(ctx: RunContext, rng: np.random.Generator) -> tuple[dict[str, 
     ``(1 - α)·Dice + α·clDice`` where clDice uses our skeleton (Menten et al. §5.2); compare the
     held-out connectivity of the binarised predictions. Returns metrics and a figure."""
     n_train, n_test = ctx.pick(8, 64), ctx.pick(4, 64)
-    size, steps, batch, alpha = ctx.pick(32, 64), ctx.pick(8, 1200), 8, 0.5
+    size, steps, batch, alpha = ctx.pick(32, 64), ctx.pick(8, 1500), 8, 0.5
     masks = _vessels(n_train + n_test, size, 2, rng)
     images = _vessel_images(masks, rng)
     x = torch.tensor(images, device=ctx.device)[:, None]
