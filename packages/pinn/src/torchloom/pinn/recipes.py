@@ -826,6 +826,22 @@ _MOE_CLAIMS = (
 )
 
 
+def _moe_budget(ctx: RunContext) -> dict[str, Any]:
+    """The budget shared by the three MoE recipes: K = 4 experts of N = 16 basis functions,
+    300 hard-constrained steps vs 1500 cheaper soft-PINN steps (about equal or larger
+    wall-clock for the soft PINN), and the constraint-solve timing sizes."""
+    return {
+        "K": 4,
+        "N": 16,
+        "steps": ctx.pick(10, 300),
+        "soft_steps": ctx.pick(30, 1500),
+        "n_pts": ctx.pick(64, 1024),
+        "n_ic": 64,
+        "sizes": ctx.pick([128, 256], [128, 256, 512, 1024]),
+        "reps": ctx.pick(1, 3),
+    }
+
+
 @recipe(name="pinn.moe", papers=(13,), claims=_MOE_CLAIMS)
 def moe(ctx: RunContext) -> Result:
     """PI-HC-MoE vs a soft-constraint PINN and one global hard constraint on reaction–diffusion."""
@@ -835,14 +851,7 @@ def moe(ctx: RunContext) -> Result:
         ctx,
         pb,
         _rd_reference(pb),
-        K=4,
-        N=16,
-        steps=ctx.pick(10, 300),
-        soft_steps=ctx.pick(30, 1500),  # cheaper steps: ~equal or larger wall-clock budget
-        n_pts=ctx.pick(64, 1024),
-        n_ic=64,
-        sizes=ctx.pick([128, 256], [128, 256, 512, 1024]),
-        reps=ctx.pick(1, 3),
+        **_moe_budget(ctx),
         name="moe",
     )
 
@@ -856,14 +865,7 @@ def moe_burgers(ctx: RunContext) -> Result:
         ctx,
         pb,
         _burgers_reference(pb),
-        K=4,
-        N=16,
-        steps=ctx.pick(10, 300),
-        soft_steps=ctx.pick(30, 1500),
-        n_pts=ctx.pick(64, 1024),
-        n_ic=64,
-        sizes=ctx.pick([128, 256], [128, 256, 512, 1024]),
-        reps=ctx.pick(1, 3),
+        **_moe_budget(ctx),
         name="moe_burgers",
     )
 
@@ -883,14 +885,7 @@ def moe_sorption(ctx: RunContext) -> Result:
         ctx,
         pb,
         _sorption_reference(pb),
-        K=4,
-        N=16,
-        steps=ctx.pick(10, 300),
-        soft_steps=ctx.pick(30, 1500),
-        n_pts=ctx.pick(64, 1024),
-        n_ic=64,
-        sizes=ctx.pick([128, 256], [128, 256, 512, 1024]),
-        reps=ctx.pick(1, 3),
+        **_moe_budget(ctx),
         name="moe_sorption",
         initial_rows="local",
     )
