@@ -12,7 +12,9 @@ from scipy.optimize import least_squares
 from torchloom.pinn.moe import (
     BatchedMLP,
     Burgers,
+    DiffusionSorption,
     HardConstraintMoE,
+    Problem,
     ReactionDiffusion,
     burgers_reference,
     hard_constraint_solve,
@@ -253,10 +255,12 @@ def test_bad_input() -> None:
         m.solve(torch.rand(3, 5, 2).double(), torch.rand(4, 2).double(), torch.rand(3).double())
 
 
-@pytest.mark.parametrize("problem", [ReactionDiffusion(), Burgers(nu=0.05)])
-def test_analytic_constraint_jacobian_equals_autodiff(problem: ReactionDiffusion | Burgers) -> None:
-    torch.manual_seed(0)
-    m = HardConstraintMoE(problem, n_experts=2, n_basis=5, width=6).double()
+def _constraint_inputs(
+    m: HardConstraintMoE, problem: Problem
+) -> tuple[torch.Tensor, list[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Weights ``(2, 5)`` and the arguments of ``constraint_residual``/``constraint_jacobian``
+    for a 2-expert, 5-basis model at a few sampled points; also the left-boundary basis and
+    the right-boundary basis and its x-derivative (each ``(3, 5)``)."""
     pde, ic, bc_t = m.sample_constraint_points(7, 4, 3, torch.Generator().manual_seed(0))
     phi, phi_t, phi_x, phi_xx = (a.detach() for a in m.basis_terms(pde))
     phi_ic = m.basis_terms(ic)[0].detach()
@@ -266,8 +270,18 @@ def test_analytic_constraint_jacobian_equals_autodiff(problem: ReactionDiffusion
     br, _, brx, _ = (a.detach() for a in m.basis_terms(rgt))
     aux = [phi, phi_t, phi_x, phi_xx, phi_ic, problem.initial(ic[:, 0]), bl, blx, br, brx]
     aux = [a.unsqueeze(0).expand(2, *a.shape) if a.shape[0] != 2 else a for a in aux]
-    aux.append(torch.zeros(2, 3, dtype=torch.float64))
+    aux.append(problem.boundary_value(bc_t).unsqueeze(0).expand(2, -1))
     w = torch.randn(2, 5, dtype=torch.float64)
+    return w, aux, (bl, br, brx)
+
+
+@pytest.mark.parametrize(
+    "problem", [ReactionDiffusion(), Burgers(nu=0.05), DiffusionSorption()], ids=type
+)
+def test_analytic_constraint_jacobian_equals_autodiff(problem: Problem) -> None:
+    torch.manual_seed(0)
+    m = HardConstraintMoE(problem, n_experts=2, n_basis=5, width=6).double()
+    w, aux, _ = _constraint_inputs(m, problem)
     J = m.constraint_jacobian(w, *aux)
     for k in range(2):
         ref = torch.autograd.functional.jacobian(
@@ -277,6 +291,26 @@ def test_analytic_constraint_jacobian_equals_autodiff(problem: ReactionDiffusion
             w[k],
         )
         torch.testing.assert_close(J[k], ref)
+
+
+def test_robin_constraint_rows_and_boundary_loss() -> None:
+    torch.manual_seed(0)
+    pb = DiffusionSorption()
+    m = HardConstraintMoE(pb, n_experts=2, n_basis=5, width=6, bc_weight=1.0).double()
+    w, aux, (bl, br, brx) = _constraint_inputs(m, pb)
+    F = m.constraint_residual(w, *aux)
+    # boundary rows: (u(0) − 1, u(1) + D u_x(1)) / √B, computed from the basis directly
+    ul, ur, urx = bl @ w.T, br @ w.T, brx @ w.T
+    rows = torch.cat([ul - 1.0, ur + pb.D * urx], 0).T / np.sqrt(3)
+    torch.testing.assert_close(F[:, 7 + 4 : 7 + 4 + 6], rows)
+    # the training loss's boundary term is the same misfit of the assembled solution
+    pts = torch.tensor([[[0.1, 0.3], [0.2, 0.7]], [[0.6, 0.5], [0.9, 0.1]]], dtype=torch.float64)
+    loss = m.losses(w, pts, n_boundary=3)["boundary"]
+    t3 = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+    L = m.basis_terms(torch.stack([torch.zeros_like(t3), t3], 1))
+    Rr = m.basis_terms(torch.stack([torch.ones_like(t3), t3], 1))
+    expect = ((L[0] @ w[0] - 1.0) ** 2).mean() + ((Rr[0] @ w[1] + pb.D * Rr[2] @ w[1]) ** 2).mean()
+    torch.testing.assert_close(loss, expect)
 
 
 def test_gauss_newton_backward_is_exact_for_zero_residual() -> None:
