@@ -477,6 +477,8 @@ def skeleton(ctx: RunContext) -> Result:
             seg_metrics[key] = float(np.mean([m[key] for m, _ in draws]))
     metrics.update(seg_metrics)
     seg_figure = ctx.savefig(draws[0][1], "segmentation.png")  # the first draw
+    for _, fig_extra in draws[1:]:
+        pyplot().close(fig_extra)
     return Result(
         metrics=metrics,
         figures=[figure, seg_figure],
