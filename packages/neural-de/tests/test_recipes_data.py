@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from torchloom.neural_de.recipes import _drop_stats, irregular_oscillators, irregular_spirals
+from torchloom.neural_de.recipes.irregular import _drop_stats, irregular_oscillators, irregular_spirals
 
 
 @pytest.mark.parametrize("missing", [0.0, 0.3, 0.7])
