@@ -47,6 +47,7 @@ from torchloom.quantize import (
     set_biper_stage,
     xnor_popcount_matmul,
 )
+from torchloom.quantize.recipes import _binary_cnn  # the recipe's network, benchmarked as is
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -122,21 +123,6 @@ def _packed_rows(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _cnn(width: int = 8) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1),
-        nn.BatchNorm2d(width),
-        nn.Conv2d(width, width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(width),
-        nn.MaxPool2d(2),
-        nn.Conv2d(width, width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(width),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(width * 4, 10),
-    )
-
-
 def _accuracycompare(quick: bool) -> dict[str, Any]:
     """The ``quantize.biper`` recipe's schedule (the BiPer authors'): SGD, two cosine stages."""
     data = digits()
@@ -145,7 +131,7 @@ def _accuracycompare(quick: bool) -> dict[str, Any]:
     accs = {}
     for method in ("biper", "ste"):
         torch.manual_seed(0)
-        model = binarize_model(_cnn(), method=method, freq=20.0, exclude=["0", "9"])
+        model = binarize_model(_binary_cnn(8), method=method, freq=20.0, exclude=["0", "9"])
         g_alpha = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for m in model.modules():

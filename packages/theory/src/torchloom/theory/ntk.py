@@ -395,6 +395,32 @@ def _targets(y: torch.Tensor, n: int, name: str) -> tuple[torch.Tensor, bool]:
     return (y[:, None], True) if y.dim() == 1 else (y, False)
 
 
+def _check_kernels(
+    k_train_train: torch.Tensor,
+    k_test_train: torch.Tensor,
+    k_test_test: torch.Tensor,
+    y_train: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Validate a GP posterior's kernel blocks ``(N, N)``, ``(M, N)``, ``(M, M)`` and targets.
+
+    Returns ``(k, kx, kt, y, squeeze)`` with ``y`` as ``(N, O)`` and ``squeeze`` telling
+    whether it came in as ``(N,)``.
+    """
+    k = check_ndim(check_floating(k_train_train, "k_train_train"), "k_train_train", 2, "(N, N)")
+    n = k.shape[0]
+    if k.shape[1] != n:
+        raise ValueError(f"k_train_train must be square, got {tuple(k.shape)}")
+    kx = check_ndim(check_floating(k_test_train, "k_test_train"), "k_test_train", 2, "(M, N)")
+    if kx.shape[1] != n:
+        raise ValueError(f"k_test_train must have shape (M, {n}), got {tuple(kx.shape)}")
+    m = kx.shape[0]
+    kt = check_ndim(check_floating(k_test_test, "k_test_test"), "k_test_test", 2, "(M, M)")
+    if kt.shape != (m, m):
+        raise ValueError(f"k_test_test must have shape ({m}, {m}), got {tuple(kt.shape)}")
+    y, squeeze = _targets(y_train, n, "y_train")
+    return k, kx, kt, y, squeeze
+
+
 def predict_gd(
     k_train_train: torch.Tensor,
     k_test_train: torch.Tensor,
@@ -473,18 +499,8 @@ def nngp_posterior(
     Shapes: ``(N, N)``, ``(M, N)``, ``(M, M)``, ``y (N,)`` or ``(N, O)`` -> mean ``(M,)`` or
     ``(M, O)`` and covariance ``(M, M)`` (shared by every output).
     """
-    k = check_ndim(check_floating(k_train_train, "k_train_train"), "k_train_train", 2, "(N, N)")
+    k, kx, kt, y, squeeze = _check_kernels(k_train_train, k_test_train, k_test_test, y_train)
     n = k.shape[0]
-    if k.shape[1] != n:
-        raise ValueError(f"k_train_train must be square, got {tuple(k.shape)}")
-    kx = check_ndim(check_floating(k_test_train, "k_test_train"), "k_test_train", 2, "(M, N)")
-    if kx.shape[1] != n:
-        raise ValueError(f"k_test_train must have shape (M, {n}), got {tuple(kx.shape)}")
-    m = kx.shape[0]
-    kt = check_ndim(check_floating(k_test_test, "k_test_test"), "k_test_test", 2, "(M, M)")
-    if kt.shape != (m, m):
-        raise ValueError(f"k_test_test must have shape ({m}, {m}), got {tuple(kt.shape)}")
-    y, squeeze = _targets(y_train, n, "y_train")
     check_positive(noise, "noise", strict=False)
     kn = k + noise * torch.eye(n, dtype=k.dtype, device=k.device)
     evals, _ = _check_psd(kn, "k_train_train + noise I")

@@ -26,6 +26,7 @@ import torch
 
 from torchloom.core import rng
 from torchloom.core.checks import check_floating, check_ndim, check_positive
+from torchloom.theory.ntk import _check_kernels
 
 __all__ = [
     "GaussianScaleMixturePosterior",
@@ -35,30 +36,6 @@ __all__ = [
     "student_t_log_marginal_likelihood",
     "student_t_posterior",
 ]
-
-
-def _check_kernels(
-    k_train_train: torch.Tensor,
-    k_test_train: torch.Tensor,
-    k_test_test: torch.Tensor,
-    y_train: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    k = check_ndim(check_floating(k_train_train, "k_train_train"), "k_train_train", 2, "(N, N)")
-    n = k.shape[0]
-    if k.shape[1] != n:
-        raise ValueError(f"k_train_train must be square, got {tuple(k.shape)}")
-    kx = check_ndim(check_floating(k_test_train, "k_test_train"), "k_test_train", 2, "(M, N)")
-    if kx.shape[1] != n:
-        raise ValueError(f"k_test_train must have shape (M, {n}), got {tuple(kx.shape)}")
-    m = kx.shape[0]
-    kt = check_ndim(check_floating(k_test_test, "k_test_test"), "k_test_test", 2, "(M, M)")
-    if kt.shape != (m, m):
-        raise ValueError(f"k_test_test must have shape ({m}, {m}), got {tuple(kt.shape)}")
-    y = check_floating(y_train, "y_train")
-    if y.dim() not in (1, 2) or y.shape[0] != n:
-        raise ValueError(f"y_train must have shape ({n},) or ({n}, O), got {tuple(y.shape)}")
-    squeeze = y.dim() == 1
-    return k, kx, kt, (y[:, None] if squeeze else y), squeeze
 
 
 def _cholesky(kn: torch.Tensor) -> torch.Tensor:
