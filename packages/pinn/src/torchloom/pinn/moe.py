@@ -55,6 +55,7 @@ __all__ = [
     "ReactionDiffusion",
     "burgers_reference",
     "diffusion_sorption_reference",
+    "grid_derivatives",
     "hard_constraint_solve",
     "levenberg_marquardt",
     "reaction_diffusion_reference",
@@ -802,6 +803,67 @@ def burgers_reference(
     return out
 
 
+def _fd_first(u: torch.Tensor, h: float, dim: int, periodic: bool) -> torch.Tensor:
+    """Second-order first derivative along ``dim``: central inside, one-sided 3-point at ends."""
+    if periodic:
+        return (u.roll(-1, dim) - u.roll(1, dim)) / (2.0 * h)
+    n = u.shape[dim]
+
+    def s(i: int, m: int = 1) -> torch.Tensor:
+        return u.narrow(dim, i % n, m)
+
+    mid = (u.narrow(dim, 2, n - 2) - u.narrow(dim, 0, n - 2)) / (2.0 * h)
+    lo = (-3.0 * s(0) + 4.0 * s(1) - s(2)) / (2.0 * h)
+    hi = (3.0 * s(-1) - 4.0 * s(-2) + s(-3)) / (2.0 * h)
+    return torch.cat([lo, mid, hi], dim)
+
+
+def _fd_second(u: torch.Tensor, h: float, dim: int, periodic: bool) -> torch.Tensor:
+    """Second-order second derivative along ``dim``: compact 3-point inside, 4-point at ends."""
+    if periodic:
+        return (u.roll(-1, dim) - 2.0 * u + u.roll(1, dim)) / h**2
+    n = u.shape[dim]
+
+    def s(i: int) -> torch.Tensor:
+        return u.narrow(dim, i % n, 1)
+
+    mid = (u.narrow(dim, 2, n - 2) - 2.0 * u.narrow(dim, 1, n - 2) + u.narrow(dim, 0, n - 2)) / h**2
+    lo = (2.0 * s(0) - 5.0 * s(1) + 4.0 * s(2) - s(3)) / h**2
+    hi = (2.0 * s(-1) - 5.0 * s(-2) + 4.0 * s(-3) - s(-4)) / h**2
+    return torch.cat([lo, mid, hi], dim)
+
+
+def grid_derivatives(
+    u: torch.Tensor, dx: float, dt: float, periodic: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Finite-difference ``u_t``, ``u_x``, ``u_xx`` of a field on a regular ``(t, x)`` grid.
+
+    Second order everywhere: central differences inside (the compact ``(u_{i+1} − 2u_i +
+    u_{i−1}) / h²`` for ``u_xx``), one-sided 3-point (first) and 4-point (second derivative)
+    stencils on the first and last rows/columns; with ``periodic`` the ``x`` stencils wrap
+    around (the grid then excludes the right end, ``x_j = x₀ + j dx``).
+
+    Args:
+        u: field ``(nt, nx)``, rows are times, columns positions (``nt ≥ 3``, ``nx ≥ 4``).
+        dx: spacing in ``x``.
+        dt: spacing in ``t``.
+        periodic: wrap the ``x`` stencils.
+
+    Returns:
+        ``(u_t, u_x, u_xx)``, each ``(nt, nx)``.
+    """
+    check_floating(u, "u")
+    if u.dim() != 2 or u.shape[0] < 3 or u.shape[1] < 4:
+        raise ValueError(f"u must have shape (nt >= 3, nx >= 4), got {tuple(u.shape)}")
+    check_positive(dx, "dx")
+    check_positive(dt, "dt")
+    return (
+        _fd_first(u, dt, 0, False),
+        _fd_first(u, dx, 1, periodic),
+        _fd_second(u, dx, 1, periodic),
+    )
+
+
 class HardConstraintMoE(nn.Module):
     """Physics-informed hard-constraint mixture of experts (PI-HC-MoE) for 1D time-dependent PDEs.
 
@@ -976,6 +1038,93 @@ class HardConstraintMoE(nn.Module):
         # drawn in float64 on the generator's (CPU) side, returned where the basis lives
         out = (torch.stack([x, t], -1), ic, bc_t)
         return tuple(v.to(device=device, dtype=dtype) for v in out)  # type: ignore[return-value]
+
+    def fd_grid(self, nx: int, nt: int) -> tuple[torch.Tensor, float, float]:
+        """The regular grid of the finite-difference outer loss (``outer="fd"`` of :meth:`losses`).
+
+        ``t_i = i · t_end / (nt − 1)``; ``x`` spans the domain with both ends, or for a periodic
+        problem ``x_j = x₀ + j (x₁ − x₀) / nx`` (the right end is the left one).
+
+        Args:
+            nx: nodes in ``x`` (``≥ 4``, and ``≥ K``).
+            nt: nodes in ``t`` (``≥ 3``).
+
+        Returns:
+            ``(pts, dx, dt)``: nodes ``(nt, nx, 2)`` as ``(x, t)`` (dtype and device of the basis
+            network) and the spacings.
+        """
+        check_int(nx, "nx", minimum=max(4, self.K))
+        check_int(nt, "nt", minimum=3)
+        lo, hi = self.problem.lower[0], self.problem.upper[0]
+        dtype, device = self.basis.weights[0].dtype, self.basis.weights[0].device
+        if self.problem.boundary == "periodic":
+            dx = (hi - lo) / nx
+            x = lo + dx * torch.arange(nx, dtype=torch.float64)
+        else:
+            dx = (hi - lo) / (nx - 1)
+            x = torch.linspace(lo, hi, nx, dtype=torch.float64)
+        dt = self.problem.t_end / (nt - 1)
+        t = torch.linspace(0.0, self.problem.t_end, nt, dtype=torch.float64)
+        T, X = torch.meshgrid(t, x, indexing="ij")
+        return torch.stack([X, T], -1).to(device=device, dtype=dtype), dx, dt
+
+    def sample_grid_points(
+        self,
+        n_per_expert: int,
+        nx: int,
+        nt: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Constraint points drawn without replacement from the nodes of :meth:`fd_grid`.
+
+        As the authors' code does (it samples 20 000 of its grid's nodes per expert and step),
+        so that the inner constraint and the finite-difference outer loss see the same points.
+
+        Args:
+            n_per_expert: nodes per expert (at most the nodes of the smallest slab).
+            nx: nodes in ``x`` of the grid.
+            nt: nodes in ``t``.
+            generator: randomness.
+
+        Returns:
+            ``(K, n_per_expert, 2)``.
+        """
+        check_int(n_per_expert, "n_per_expert")
+        pts, _, _ = self.fd_grid(nx, nt)
+        flat = pts.reshape(-1, 2)
+        idx = self.split(flat).cpu()
+        out = []
+        for k in range(self.K):
+            nodes = torch.nonzero(idx == k).squeeze(1)
+            if nodes.numel() < n_per_expert:
+                raise ValueError(
+                    f"n_per_expert = {n_per_expert} exceeds the {nodes.numel()} grid nodes of "
+                    f"slab {k}"
+                )
+            pick = torch.randperm(nodes.numel(), generator=generator)[:n_per_expert]
+            out.append(flat[nodes[pick].to(flat.device)])
+        return torch.stack(out)
+
+    def fd_residual(self, w: torch.Tensor, nx: int, nt: int) -> torch.Tensor:
+        """PDE residual of the *assembled* solution by finite differences on :meth:`fd_grid`.
+
+        Every node takes its value from its own slab's expert; the stencils
+        (:func:`grid_derivatives`) at nodes next to a slab edge mix values of neighbouring
+        experts, so a jump between experts shows up as a large residual there (the authors'
+        outer loss, which couples neighbouring experts through the PDE itself).
+
+        Args:
+            w: weights ``(K, N)`` (with graph, to train through it).
+            nx: nodes in ``x``.
+            nt: nodes in ``t``.
+
+        Returns:
+            The residual ``(nt, nx)``.
+        """
+        pts, dx, dt = self.fd_grid(nx, nt)
+        u = self.evaluate(pts.reshape(-1, 2), w).reshape(nt, nx)
+        u_t, u_x, u_xx = grid_derivatives(u, dx, dt, self.problem.boundary == "periodic")
+        return self.problem.pde(u, u_t, u_x, u_xx)
 
     def basis_terms(
         self, pts: torch.Tensor
@@ -1260,15 +1409,23 @@ class HardConstraintMoE(nn.Module):
     def losses(
         self,
         w: torch.Tensor,
-        train_pts: torch.Tensor,
+        train_pts: torch.Tensor | None,
         n_boundary: int = 32,
+        outer: Literal["autograd", "fd"] = "autograd",
+        grid: tuple[int, int] = (128, 64),
     ) -> dict[str, torch.Tensor]:
         """Training loss of the basis network, given solved weights (the PINN loss of the paper).
 
         Args:
             w: solved weights ``(K, N)`` (from :meth:`solve`, with graph).
-            train_pts: ``(K, P, 2)`` residual points (fresh, not the constraint points).
+            train_pts: ``(K, P, 2)`` residual points of the autograd PDE loss (each expert's
+                residual at its own slab's points); unused with ``outer="fd"``.
             n_boundary: points in ``t`` on each interface and boundary.
+            outer: ``"autograd"``: the PDE term is each expert's exact residual at
+                ``train_pts``; ``"fd"``: the authors' outer loss, the finite-difference residual
+                of the assembled solution on the regular grid (:meth:`fd_residual`), whose
+                stencils across a slab edge mix neighbouring experts.
+            grid: ``(nx, nt)`` nodes of that grid.
 
         Returns:
             ``{"pde", "interface", "boundary", "ic"}``: mean squared PDE residual of the
@@ -1279,14 +1436,21 @@ class HardConstraintMoE(nn.Module):
             and boundary losses too: the least-squares solve trades them against the PDE rows,
             so the basis must be trained to make them compatible).
         """
-        off, basis = self.terms(train_pts)
-        r = self.problem.pde(*self._fields(w, basis, off))
-        dtype, dev = off.dtype, off.device
+        if outer == "fd":
+            r = self.fd_residual(w, *grid)
+        elif outer == "autograd":
+            if train_pts is None:
+                raise ValueError("train_pts is required with outer='autograd'")
+            off, basis = self.terms(train_pts)
+            r = self.problem.pde(*self._fields(w, basis, off))
+        else:
+            raise ValueError(f"outer must be 'autograd' or 'fd', got {outer!r}")
+        dtype, dev = r.dtype, r.device
         t = torch.linspace(0.0, self.problem.t_end, n_boundary, dtype=dtype, device=dev)
         zero = torch.zeros((), dtype=dtype, device=dev)
         inter = zero
         if self.K > 1:
-            e = self.edges().to(off)[1:-1]
+            e = self.edges().to(r)[1:-1]
             pts = torch.stack([e[:, None].expand(-1, n_boundary), t.expand(self.K - 1, -1)], -1)
             _, (v, _, vx, _) = self.terms(pts)  # (K - 1, B, N): the basis (and c) is shared
             dw = w[:-1] - w[1:]
