@@ -21,6 +21,7 @@ from torchloom.pinn.nclaw import (
     lame,
     neo_hookean_stress,
     polar_rotation,
+    singular_values,
     von_mises_projection,
 )
 
@@ -225,3 +226,39 @@ def test_rest_free_baselines_are_at_rest_but_not_equivariant() -> None:
             x = torch.nn.functional.gelu(layer(x))
         ref = stress.layers[-1](x).reshape(F.shape) * 5.0
         torch.testing.assert_close(stress(F), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_singular_values_match_svd_and_are_smooth_at_rest() -> None:
+    F = _random_F(32, 7)
+    F = F[torch.linalg.det(F) > 0]
+    torch.testing.assert_close(singular_values(F), torch.linalg.svdvals(F), rtol=1e-12, atol=1e-12)
+    # equal singular values (F = I, F = 2Q): finite gradients where the SVD backward is NaN
+    Q = _rot(0.4)
+    G = torch.stack([torch.eye(2, dtype=torch.float64), 2.0 * Q]).requires_grad_(True)
+    singular_values(G).sum().backward()
+    assert G.grad is not None and bool(torch.isfinite(G.grad).all())
+    Fd = F[:4].clone().requires_grad_(True)  # away from σ₁ = σ₂ the closed form is smooth
+    torch.autograd.gradcheck(singular_values, (Fd,))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    theta=st.floats(-math.pi, math.pi), phi=st.floats(-math.pi, math.pi), seed=st.integers(0, 99)
+)
+def test_singular_invariants_are_equivariant_and_isotropic(
+    theta: float, phi: float, seed: int
+) -> None:
+    """The authors' invariants (``σ − 1`` first): the laws stay frame-indifferent and exact at
+    rest, and ``σ`` is also unchanged by a material rotation ``F → F Q`` (``S − I`` is not)."""
+    torch.manual_seed(seed)
+    F = _random_F(8, seed)
+    F = F[torch.linalg.det(F) > 0]
+    Q, Qm = _rot(theta), _rot(phi)
+    law = ElasticLaw(width=16, stress_scale=3.0, singular=True).double()
+    plastic = PlasticityLaw(width=8, alpha=1.0, singular=True).double()
+    torch.testing.assert_close(law(Q @ F), Q @ law(F), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(plastic(Q @ F), Q @ plastic(F), rtol=1e-9, atol=1e-9)
+    inv, inv_m = invariants(F, singular=True), invariants(F @ Qm, singular=True)
+    torch.testing.assert_close(inv_m[..., :2], inv[..., :2], rtol=1e-9, atol=1e-9)
+    eye = torch.eye(2, dtype=torch.float64).expand(3, 2, 2)
+    assert torch.equal(law(eye), torch.zeros_like(eye)) and torch.equal(plastic(eye), eye)

@@ -44,6 +44,7 @@ __all__ = [
     "lame",
     "neo_hookean_stress",
     "polar_rotation",
+    "singular_values",
     "von_mises_projection",
 ]
 
@@ -74,30 +75,55 @@ def polar_rotation(F: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
 
 
-def invariants(F: torch.Tensor) -> torch.Tensor:
-    """Rotation-invariant features of ``F``, all zero at ``F = I``.
+def _safe_norm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sqrt(a² + b²)`` with gradient 0 (a subgradient) instead of NaN at ``a = b = 0``."""
+    sq = a**2 + b**2
+    pos = sq > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), 0.0 * sq)
+
+
+def singular_values(F: torch.Tensor) -> torch.Tensor:
+    """Singular values of 2D matrices in closed form, largest first.
+
+    ``σ₁,₂ = (√((a + d)² + (c − b)²) ± √((a − d)² + (b + c)²)) / 2`` for ``F = [[a, b], [c, d]]``
+    (``σ₂`` is negative when ``det F < 0``); differentiable everywhere, with a zero subgradient
+    where ``σ₁ = σ₂`` (e.g. at ``F = I``) instead of the NaN of an SVD backward.
 
     Args:
         F: ``(..., 2, 2)``.
 
     Returns:
-        ``(..., 7)``: ``S − I`` (entries 11, 12, 22), ``FᵀF − I`` (11, 12, 22), ``det F − 1``.
+        ``(..., 2)``.
     """
-    R = polar_rotation(F)
-    S = R.transpose(-1, -2) @ F
+    _check_F(F)
+    a, b, c, d = F[..., 0, 0], F[..., 0, 1], F[..., 1, 0], F[..., 1, 1]
+    s = _safe_norm(a + d, c - b)
+    t = _safe_norm(a - d, b + c)
+    return torch.stack([0.5 * (s + t), 0.5 * (s - t)], -1)
+
+
+def invariants(F: torch.Tensor, singular: bool = False) -> torch.Tensor:
+    """Rotation-invariant features of ``F``, all zero at ``F = I``.
+
+    Args:
+        F: ``(..., 2, 2)``.
+        singular: the authors' set, with the sorted singular values ``σ − 1`` (isotropic:
+            unchanged by ``F → F Q`` as well) in place of the stretch entries ``S − I``.
+
+    Returns:
+        ``(..., 7)``: ``S − I`` (entries 11, 12, 22), ``FᵀF − I`` (11, 12, 22), ``det F − 1``;
+        with ``singular`` ``(..., 6)``: ``σ₁ − 1``, ``σ₂ − 1``, ``FᵀF − I``, ``det F − 1``.
+    """
     C = F.transpose(-1, -2) @ F
     J = torch.linalg.det(F)
+    rest = [C[..., 0, 0] - 1, C[..., 0, 1], C[..., 1, 1] - 1, J - 1]
+    if singular:
+        sig = singular_values(F) - 1
+        return torch.stack([sig[..., 0], sig[..., 1], *rest], -1)
+    R = polar_rotation(F)
+    S = R.transpose(-1, -2) @ F
     return torch.stack(
-        [
-            S[..., 0, 0] - 1,
-            0.5 * (S[..., 0, 1] + S[..., 1, 0]),
-            S[..., 1, 1] - 1,
-            C[..., 0, 0] - 1,
-            C[..., 0, 1],
-            C[..., 1, 1] - 1,
-            J - 1,
-        ],
-        -1,
+        [S[..., 0, 0] - 1, 0.5 * (S[..., 0, 1] + S[..., 1, 0]), S[..., 1, 1] - 1, *rest], -1
     )
 
 
@@ -129,17 +155,22 @@ class ElasticLaw(nn.Module):
         width: hidden width.
         depth: hidden layers.
         stress_scale: output scale (a stiffness unit; the MLP then learns O(1) values).
+        singular: the authors' invariants (sorted ``σ − 1`` for ``S − I``, see
+            :func:`invariants`).
 
     Shapes:
         F: ``(..., 2, 2)`` → first Piola–Kirchhoff stress ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 64, depth: int = 2, stress_scale: float = 1.0) -> None:
+    def __init__(
+        self, width: int = 64, depth: int = 2, stress_scale: float = 1.0, singular: bool = False
+    ) -> None:
         super().__init__()
         check_int(width, "width")
         check_int(depth, "depth")
         self.stress_scale = check_positive(stress_scale, "stress_scale")
-        self.mlp = _NoBiasMLP(7, 3, width, depth)
+        self.singular = singular
+        self.mlp = _NoBiasMLP(6 if singular else 7, 3, width, depth)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         """First Piola–Kirchhoff stress.
@@ -151,7 +182,7 @@ class ElasticLaw(nn.Module):
             ``P`` of shape ``(..., 2, 2)``.
         """
         R = polar_rotation(F)
-        return R @ _sym(self.mlp(invariants(F))) * self.stress_scale
+        return R @ _sym(self.mlp(invariants(F, self.singular))) * self.stress_scale
 
 
 class PlasticityLaw(nn.Module):
@@ -167,17 +198,22 @@ class PlasticityLaw(nn.Module):
         width: hidden width.
         depth: hidden layers.
         alpha: scale ``α > 0`` of the plastic correction.
+        singular: the authors' invariants (sorted ``σ − 1`` for ``S − I``, see
+            :func:`invariants`).
 
     Shapes:
         F: ``(..., 2, 2)`` trial elastic deformation → projected ``(..., 2, 2)``.
     """
 
-    def __init__(self, width: int = 32, depth: int = 2, alpha: float = 1e-3) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 2, alpha: float = 1e-3, singular: bool = False
+    ) -> None:
         super().__init__()
         check_int(width, "width")
         check_int(depth, "depth")
         self.alpha = check_positive(alpha, "alpha")
-        self.mlp = _NoBiasMLP(7, 3, width, depth)
+        self.singular = singular
+        self.mlp = _NoBiasMLP(6 if singular else 7, 3, width, depth)
         for m in self.mlp.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -192,7 +228,7 @@ class PlasticityLaw(nn.Module):
             ``(..., 2, 2)``.
         """
         R = polar_rotation(F)
-        return F + self.alpha * (R @ _sym(self.mlp(invariants(F))))
+        return F + self.alpha * (R @ _sym(self.mlp(invariants(F, self.singular))))
 
 
 def _vec_mlp(layers: nn.ModuleList, F: torch.Tensor, centered: bool = False) -> torch.Tensor:
