@@ -23,6 +23,12 @@ from torchloom.pinn.moe import (
     reaction_diffusion_reference as reaction_diffusion_reference,
     relative_l2 as relative_l2,
 )
+from torchloom.pinn.moe_family import (
+    ConditionedMLP as ConditionedMLP,
+    FamilyHardConstraintMoE as FamilyHardConstraintMoE,
+    FamilySoftPINN as FamilySoftPINN,
+    ReactionDiffusionFamily as ReactionDiffusionFamily,
+)
 from torchloom.pinn.nclaw import (
     MPM2D as MPM2D,
     ElasticLaw as ElasticLaw,
@@ -65,9 +71,12 @@ __all__: list[str] = [
     "MPM2D",
     "BatchedMLP",
     "Burgers",
+    "ConditionedMLP",
     "DeepXDEResult",
     "DiffusionSorption",
     "ElasticLaw",
+    "FamilyHardConstraintMoE",
+    "FamilySoftPINN",
     "FlameConfig",
     "FlamePINN",
     "FlameSolution",
@@ -78,6 +87,7 @@ __all__: list[str] = [
     "NonFiniteLossError",
     "PlasticityLaw",
     "ReactionDiffusion",
+    "ReactionDiffusionFamily",
     "TrainHistory",
     "__version__",
     "burgers_reference",
