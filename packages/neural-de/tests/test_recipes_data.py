@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from torchloom.neural_de.recipes.irregular import _drop_stats, irregular_oscillators, irregular_spirals
+from torchloom.core.recipes import RunContext
+from torchloom.neural_de.recipes.irregular import (
+    _authors_batch_size,
+    _drop_stats,
+    _fit_epochs,
+    irregular_oscillators,
+    irregular_spirals,
+)
 
 
 @pytest.mark.parametrize("missing", [0.0, 0.3, 0.7])
@@ -124,3 +131,63 @@ def test_drop_standard_error_matches_simulated_binomial_accuracies() -> None:
     )
     assert abs(float(diffs.mean()) - expected) < 0.003
     assert abs(float(diffs.var()) / stats["stable_minus_naive_drop_var"] - 1) < 0.1
+
+
+@pytest.mark.parametrize("n", [10, 31, 32, 33, 64, 100, 255, 256, 257, 1024, 5000])
+def test_batch_size_rule_matches_the_authors_loop(n: int) -> None:
+    # torch-ists model_run.py: for i in 4..7, stop at the first 2**i > n/2, else take 2**i
+    expected = 2**4
+    for i in range(4, 8):
+        if 2**i > n / 2:
+            break
+        expected = 2**i
+    assert _authors_batch_size(n) == expected
+
+
+def _toy_problem(seed: int) -> tuple[tuple[Tensor, Tensor], ...]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(120, 3, generator=gen)
+    y = (x[:, 0] > 0).long()
+    # validation labels flipped: every step that fits the training data raises the val loss
+    return (x[:80], y[:80]), (x[80:100], 1 - y[80:100]), (x[100:], y[100:])
+
+
+def _linear_fwd(m: nn.Module, xb: Tensor) -> Tensor:
+    return m(xb)
+
+
+def test_fit_epochs_early_stops_and_restores_the_best_validation_parameters() -> None:
+    ctx = RunContext(quick=True, show_progress=False)
+    train, val, test = _toy_problem(0)
+    torch.manual_seed(0)
+    one = nn.Linear(3, 2)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    torch.testing.assert_close(one.weight, model.weight)
+    out_one = _fit_epochs(ctx, "one", one, _linear_fwd, train, val, test, 1, 0.05, seed=3)
+    out = _fit_epochs(ctx, "all", model, _linear_fwd, train, val, test, 100, 0.05, seed=3)
+    # the val loss only grows after the first epoch: stop after epoch 21 (the authors'
+    # e > 20 and patience > 10), with the first epoch's parameters
+    assert out["epochs"] == 22.0
+    assert out["val_loss"] == pytest.approx(out_one["val_loss"])
+    torch.testing.assert_close(model.weight, one.weight)
+    torch.testing.assert_close(model.bias, one.bias)
+
+
+def test_fit_epochs_trains_to_max_epochs_while_validation_improves() -> None:
+    ctx = RunContext(quick=True, show_progress=False)
+    train, val, test = _toy_problem(1)
+    val = (val[0], 1 - val[1])  # consistent labels: the val loss keeps falling
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    out = _fit_epochs(ctx, "fit", model, _linear_fwd, train, val, test, 15, 0.05, seed=0)
+    assert out["epochs"] == 15.0
+    with torch.no_grad():  # the reported figures are those of the returned parameters
+        val_loss = float(nn.functional.cross_entropy(model(val[0]), val[1]))
+        accuracy = float((model(test[0]).argmax(1) == test[1]).float().mean())
+    assert val_loss == pytest.approx(out["val_loss"])
+    assert accuracy == pytest.approx(out["accuracy"])
+    torch.manual_seed(0)
+    untrained = nn.Linear(3, 2)
+    with torch.no_grad():
+        assert val_loss < float(nn.functional.cross_entropy(untrained(val[0]), val[1]))
