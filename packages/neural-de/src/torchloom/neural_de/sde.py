@@ -475,20 +475,42 @@ class CDEDiscriminator(nn.Module):
         hidden_size: size of the hidden state ``H``.
         width: hidden width of every MLP.
         depth: hidden layers of every MLP.
+        fused: one MLP outputs the whole ``(H, 1 + D)`` matrix ``(f, g)``, the field of
+            ``dH = (f, g)(t, H) d(t, Y)`` with time as a channel of the path (the authors'
+            torchsde example; ``f`` and ``g`` share their hidden layers); ``False``: separate
+            MLPs for ``f`` and ``g``.
 
     Shapes: ``forward(ys, ts)`` with ``ys`` ``(B, T, D)``, ``ts`` ``(T,)`` -> ``(B,)``.
     """
 
-    def __init__(self, data_size: int, hidden_size: int, width: int = 32, depth: int = 1) -> None:
+    def __init__(
+        self,
+        data_size: int,
+        hidden_size: int,
+        width: int = 32,
+        depth: int = 1,
+        fused: bool = False,
+    ) -> None:
         super().__init__()
-        self.data_size, self.hidden_size = data_size, hidden_size
+        self.data_size, self.hidden_size, self.fused = data_size, hidden_size, fused
         self.initial = _lip_mlp(1 + data_size, hidden_size, width, depth)
-        self.f = _lip_mlp(1 + hidden_size, hidden_size, width, depth, tanh=True)
-        self.g = _lip_mlp(1 + hidden_size, hidden_size * data_size, width, depth, tanh=True)
+        self.fg: nn.Sequential | None = None
+        self.f: nn.Sequential | None = None
+        self.g: nn.Sequential | None = None
+        if fused:
+            self.fg = _lip_mlp(1 + hidden_size, hidden_size * (1 + data_size), width, depth, True)
+        else:
+            self.f = _lip_mlp(1 + hidden_size, hidden_size, width, depth, tanh=True)
+            self.g = _lip_mlp(1 + hidden_size, hidden_size * data_size, width, depth, tanh=True)
         self.readout = nn.Linear(hidden_size, 1)
 
     def _field(self, t: Tensor, h: Tensor, dt: Tensor, dy: Tensor) -> Tensor:
         inp = torch.cat([t.to(h.dtype).expand(h.shape[0], 1), h], 1)
+        if self.fg is not None:
+            fg = self.fg(inp).view(h.shape[0], self.hidden_size, 1 + self.data_size)
+            dty = torch.cat([dt.to(dy.dtype).expand(dy.shape[0], 1), dy], 1)
+            return (fg @ dty.unsqueeze(-1)).squeeze(-1)
+        assert self.f is not None and self.g is not None
         g = self.g(inp).view(h.shape[0], self.hidden_size, self.data_size)
         return self.f(inp) * dt + (g @ dy.unsqueeze(-1)).squeeze(-1)
 

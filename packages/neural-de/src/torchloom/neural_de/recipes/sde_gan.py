@@ -111,13 +111,83 @@ def _train_sde_gan(
     return untrained, sample(), losses, seconds
 
 
-def _sde_gan_seed(
+def _train_sde_gan_authors(
     ctx: RunContext, ts: Tensor, iters: int, batch: int, n_eval: int, seed: int
+) -> tuple[Tensor, Tensor, list[float], float]:
+    """The training of the authors' torchsde example (Kidger et al. 2021b,
+    ``examples/sde_gan.py``) on the OU paths; returns as :func:`_train_sde_gan` (samples in data
+    units).
+
+    Their choices: generator (initial noise 5, Brownian motion 3, hidden 16) and critic
+    (hidden 16, one fused field ``(f, g)`` on ``d(t, Y)``) with one-hidden-layer LipSwish MLPs
+    of width 16; the generator's initial network ×3 and its vector fields ×0.5 at
+    initialisation; data normalised by the mean and std of its ``t = 0`` values (estimated on a
+    separate real sample); the sample index as model time (solver step ``dt = 1``); one
+    simultaneous update per step with Adadelta (weight decay 0.01; full mode their learning
+    rates 2e-4 / 1e-3, quick mode 5e-3 / 2.5e-2) and the weight-clipped critic; SWA of the
+    generator over the second half. Deviations: ``iters`` steps at batch ``batch`` (theirs
+    10000 at 1024), their OU process replaced by the recipe's."""
+    torch.manual_seed(seed)
+    gen = SDEGenerator(1, 5, 3, 16, width=16).to(ctx.device)
+    disc = CDEDiscriminator(1, 16, width=16, fused=True).to(ctx.device)
+    with torch.no_grad():  # init_mult1 = 3, init_mult2 = 0.5
+        for p in gen.initial.parameters():
+            p.mul_(3.0)
+        for p in gen.sde.parameters():
+            p.mul_(0.5)
+    disc.clip_weights()
+    tm = torch.arange(ts.shape[0], device=ts.device, dtype=ts.dtype)
+    ref = ou_paths(8192, ts, torch.Generator().manual_seed(seed + 5))
+    loc, scale = float(ref[:, 0].mean()), float(ref[:, 0].std())
+
+    def sample() -> Tensor:
+        with torch.no_grad():
+            y = gen(tm, n_eval, generator=torch.Generator().manual_seed(seed + 2))
+        return y * scale + loc
+
+    untrained = sample()
+    lr_g, lr_d = ctx.pick((5e-3, 2.5e-2), (2e-4, 1e-3))
+    opt_g = torch.optim.Adadelta(gen.parameters(), lr=lr_g, weight_decay=0.01)
+    opt_d = torch.optim.Adadelta(disc.parameters(), lr=lr_d, weight_decay=0.01)
+    averaged = torch.optim.swa_utils.AveragedModel(gen)
+    data_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator().manual_seed(seed + 3)
+    losses = []
+    start = time.process_time()
+    for it in ctx.progress(range(iters), total=iters, description=f"sde-gan seed {seed} (authors)"):
+        real = (ou_paths(batch, ts, data_gen) - loc) / scale
+        losses.append(sde_gan_step(gen, disc, real, tm, opt_g, opt_d, rng=noise_gen))
+        if it >= iters // 2:
+            averaged.update_parameters(gen)
+    seconds = time.process_time() - start
+    gen.load_state_dict(averaged.module.state_dict())
+    return untrained, sample(), losses, seconds
+
+
+def _sde_gan_seed(
+    ctx: RunContext,
+    ts: Tensor,
+    iters: int,
+    batch: int,
+    n_eval: int,
+    seed: int,
+    training: str = "wgan-gp",
 ) -> tuple[dict[str, float], tuple[Tensor, Tensor, Tensor, list[float]]]:
     """One seed of ``neural-de.sde-gan``: metrics, and (held-out real, untrained, trained paths,
-    critic losses) for the figure."""
+    critic losses) for the figure. ``training``: ``"wgan-gp"`` (the recipe's: WGAN-GP critic and
+    Adam, plus the clipped critic beside it in full mode) or ``"authors"``
+    (:func:`_train_sde_gan_authors`, the documented option)."""
     test_real = ou_paths(n_eval, ts, torch.Generator().manual_seed(seed + 1))
-    untrained, trained, losses, seconds = _train_sde_gan(ctx, ts, iters, batch, n_eval, 10.0, seed)
+    if training == "authors":
+        untrained, trained, losses, seconds = _train_sde_gan_authors(
+            ctx, ts, iters, batch, n_eval, seed
+        )
+    elif training == "wgan-gp":
+        untrained, trained, losses, seconds = _train_sde_gan(
+            ctx, ts, iters, batch, n_eval, 10.0, seed
+        )
+    else:
+        raise ValueError(f"training must be 'wgan-gp' or 'authors', got {training!r}")
     w_before = float(marginal_wasserstein(untrained, test_real))
     w_after = float(marginal_wasserstein(trained, test_real))
     # reference level: two independent real samples of the same size
@@ -146,7 +216,8 @@ def _sde_gan_seed(
         "mean_error_trained": mean_err(trained),
         "train_cpu_seconds": seconds,
     }
-    if not ctx.quick:  # the weight-clipped critic of Kidger et al. 2021b, side by side
+    # full mode: the weight-clipped critic of Kidger et al. 2021b (Adam), side by side
+    if not ctx.quick and training == "wgan-gp":
         _, clipped, _, clip_seconds = _train_sde_gan(ctx, ts, iters, batch, n_eval, None, seed)
         metrics["marginal_w1_ratio_clipped"] = (
             float(marginal_wasserstein(clipped, test_real)) / w_before
