@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -241,3 +242,12 @@ def test_fused_discriminator_matches_torchcde() -> None:
     torch.testing.assert_close(ours, disc.readout(hs[:, -1]).squeeze(-1).detach())
     unfused = CDEDiscriminator(2, 4, width=8).double()
     assert unfused.fg is None and disc.f is None  # the two layouts are distinct
+
+
+def test_sde_gan_seed_rejects_unknown_training(tmp_path: Path) -> None:
+    from torchloom.core.recipes import RunContext
+    from torchloom.neural_de.recipes.sde_gan import _sde_gan_seed
+
+    ctx = RunContext(quick=True, out_dir=tmp_path, show_progress=False)
+    with pytest.raises(ValueError, match="training"):
+        _sde_gan_seed(ctx, _ts(4).float(), 1, 4, 8, 0, training="sgd")
