@@ -30,8 +30,11 @@ def _ic_points(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _train_soft(
     ctx: RunContext, fam: ReactionDiffusionFamily, b: dict[str, Any], steps: int
-) -> tuple[FamilySoftPINN, float]:
-    """Soft-constraint PINN conditioned on the same features, trained on the same family."""
+) -> tuple[FamilySoftPINN, float, float]:
+    """Soft-constraint PINN conditioned on the same features, trained on the same family.
+
+    Returns the model, the training seconds and the final training loss (mean weighted total
+    of the last 10% of the steps)."""
     model = FamilySoftPINN(fam.problem, fam.n_sensors, width=32, depth=3).double()
     ic, xi = _ic_points(b["n_ic"])
     bc_t = torch.linspace(0.0, fam.problem.t_end, 32, dtype=torch.float64)
@@ -43,7 +46,7 @@ def _train_soft(
         return model.losses(fam.features(coef), pts * hi, ic, fam.initial(xi, coef), bc_t)
 
     t0 = time.perf_counter()
-    train_pinn(
+    hist = train_pinn(
         loss_fn,
         model.parameters(),
         adam_steps=steps,
@@ -51,7 +54,26 @@ def _train_soft(
         weights=_MOE_WEIGHTS,
         progress=ctx.progress,
     )
-    return model, time.perf_counter() - t0
+    tail = hist.total[-max(1, steps // 10) :]
+    return model, time.perf_counter() - t0, float(np.mean(tail))
+
+
+def _train_soft_restarts(
+    ctx: RunContext, fam: ReactionDiffusionFamily, b: dict[str, Any]
+) -> tuple[list[FamilySoftPINN], list[float], int, float]:
+    """``b["soft_restarts"]`` soft PINNs (fresh initialisation and draws each) sharing the soft
+    step budget; the one with the lowest final training loss is the baseline (a practitioner's
+    choice: no reference solution is looked at). On this family a single soft PINN often falls
+    into the known reaction–diffusion failure mode (``u`` stuck low behind the initial layer:
+    first full run, one model for 1500 steps, rel L2 0.94)."""
+    models, losses, seconds = [], [], 0.0
+    for r in range(b["soft_restarts"]):
+        torch.manual_seed(ctx.seed + 7919 * (r + 1))
+        m, sec, loss = _train_soft(ctx, fam, b, b["soft_steps"] // b["soft_restarts"])
+        models.append(m)
+        losses.append(loss)
+        seconds += sec
+    return models, losses, int(np.argmin(losses)), seconds
 
 
 def _train_hc(
@@ -63,9 +85,14 @@ def _train_hc(
     initial_rows: Literal["global", "local"],
 ) -> tuple[FamilyHardConstraintMoE, float]:
     """PI-HC(-MoE) over the family: fresh instances and fresh constraint points every step,
-    PDE loss at the constraint points (as the authors' code), learning rate decaying 10×."""
+    PDE loss at the constraint points (as the authors' code), learning rate decaying 10×.
+
+    Up to 100 Levenberg–Marquardt iterations per solve, in training and at inference: the
+    authors' ``ConstraintConfig.maxiter``. (The first two full runs used 25, as ``pinn.moe``:
+    several held-out solves were then unconverged, MoE rel L2 0.057 and 0.109 with single
+    instances at 0.2–0.4; the same trained MoE solved with 200 iterations: 0.035.)"""
     model = FamilyHardConstraintMoE(
-        fam.problem, fam.n_sensors, K, N, width=32, depth=2, lm_iter=25, initial_rows=initial_rows
+        fam.problem, fam.n_sensors, K, N, width=32, depth=2, lm_iter=100, initial_rows=initial_rows
     ).double()
     ic, xi = _ic_points(b["n_ic"])
     bc_t = torch.linspace(0.0, fam.problem.t_end, 32, dtype=torch.float64)
@@ -130,13 +157,16 @@ def _solve_seconds(fam: ReactionDiffusionFamily, K: int, N: int, n_pts: int, rep
 def _budget(ctx: RunContext) -> dict[str, Any]:
     """Pre-registered sizes: K = 4 experts × N = 16 basis functions (global: 1 × 64), 4 fresh
     instances per step, 300 hard-constrained steps vs 1500 soft steps (and 300, the paper's
-    equal-steps protocol), 512 constraint points per instance, 8 held-out instances."""
+    equal-steps protocol), 512 constraint points per instance, 8 held-out instances. After the
+    first full run the 1500 soft steps are split over 4 restarts (see
+    :func:`_train_soft_restarts`)."""
     return {
         "K": 4,
         "N": 16,
         "batch": ctx.pick(2, 4),
         "steps": ctx.pick(8, 300),
         "soft_steps": ctx.pick(16, 1500),
+        "soft_restarts": ctx.pick(1, 4),
         "n_pts": ctx.pick(64, 512),
         "n_ic": 64,
         "n_test": ctx.pick(2, 8),
@@ -167,14 +197,22 @@ def moe_family(ctx: RunContext) -> Result:
     u_ref = np.stack(refs)  # (n_test, nt, nx)
 
     metrics: dict[str, float] = {}
-    soft, metrics["train_seconds_soft"] = _train_soft(ctx, fam, b, b["soft_steps"])
+    softs, soft_losses, best, metrics["train_seconds_soft"] = _train_soft_restarts(ctx, fam, b)
+    torch.manual_seed(ctx.seed)
     moe, metrics["train_seconds_moe"] = _train_hc(ctx, fam, b, K, N, "local")
     glob, metrics["train_seconds_global"] = _train_hc(ctx, fam, b, 1, K * N, "global")
-    soft_eq, metrics["train_seconds_soft_equal_steps"] = _train_soft(ctx, fam, b, b["steps"])
+    soft_eq, metrics["train_seconds_soft_equal_steps"], _ = _train_soft(ctx, fam, b, b["steps"])
     feats = fam.features(coef_test)
     with torch.no_grad():
+        for r, (m, loss) in enumerate(zip(softs, soft_losses)):
+            pr = m(eval_pts, feats)
+            metrics[f"rel_l2_soft_restart{r}"] = float(
+                np.mean([relative_l2(pr[i], u_ref[i].ravel()) for i in range(len(coef_test))])
+            )
+            metrics[f"train_loss_soft_restart{r}"] = loss
+        metrics["soft_restart_selected"] = float(best)
         preds = {
-            "soft": soft(eval_pts, feats),
+            "soft": softs[best](eval_pts, feats),
             "moe": _predict_hc(ctx, moe, fam, coef_test, eval_pts, b),
             "global": _predict_hc(ctx, glob, fam, coef_test, eval_pts, b),
             "soft_equal_steps": soft_eq(eval_pts, feats),
