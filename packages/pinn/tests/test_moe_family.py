@@ -237,3 +237,25 @@ def test_bad_input() -> None:
     soft = FamilySoftPINN(FAM.problem, FAM.n_sensors).double()
     with pytest.raises(ValueError, match="features"):
         soft(pts[0], feats[:, 1:])
+
+
+def test_family_solve_and_soft_pinn_match_cpu(device: torch.device) -> None:
+    from torchloom.core.testing import assert_matches_cpu
+
+    m = _model(K=2, N=4, lm_iter=10)
+    feats, pts, ic, u_ic, bc_t = _inputs(m, 2)
+
+    def solve_and_evaluate(
+        m: FamilyHardConstraintMoE,
+        feats: torch.Tensor,
+        pts: torch.Tensor,
+        ic: torch.Tensor,
+        u_ic: torch.Tensor,
+        bc_t: torch.Tensor,
+    ) -> torch.Tensor:
+        return m.evaluate(pts[0], feats, m.solve(feats, pts, ic, u_ic, bc_t))
+
+    args = [m, feats, pts, ic, u_ic, bc_t]
+    assert_matches_cpu(solve_and_evaluate, args, device, atol=1e-7, rtol=1e-5)
+    soft = FamilySoftPINN(FAM.problem, FAM.n_sensors, width=8, depth=2).double()
+    assert_matches_cpu(lambda s, p, f: s(p, f), [soft, pts[0], feats], device)
