@@ -41,6 +41,7 @@ from torchloom.pinn.nclaw import (
     lame as lame,
     neo_hookean_stress as neo_hookean_stress,
     polar_rotation as polar_rotation,
+    singular_values as singular_values,
     von_mises_projection as von_mises_projection,
 )
 from torchloom.pinn.peers import (
@@ -113,6 +114,7 @@ __all__: list[str] = [
     "relative_l2",
     "sample_boundary",
     "sample_box",
+    "singular_values",
     "soft_boundary_loss",
     "train_pinn",
     "von_mises_projection",

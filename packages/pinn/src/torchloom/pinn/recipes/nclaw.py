@@ -388,9 +388,11 @@ def nclaw_plastic(ctx: RunContext) -> Result:
     train = truth["train_block"]
     alpha = 1e-3  # the authors' scale of the plastic correction
     models: dict[str, tuple[Any, Any]] = {
+        # the authors' InvariantFullMeta features (σ − 1, FᵀF − I, det F − 1): the sorted
+        # singular values are isotropic, so compression along either material axis looks alike
         "nclaw": (
-            ElasticLaw(width=64, depth=2, stress_scale=100.0).double(),
-            PlasticityLaw(width=64, depth=2, alpha=alpha).double(),
+            ElasticLaw(width=64, depth=2, stress_scale=100.0, singular=True).double(),
+            PlasticityLaw(width=64, depth=2, alpha=alpha, singular=True).double(),
         ),
         # the authors' plain baseline (no biases, input F − I): with biases the MLP is not at
         # rest at F = I, its first 25-step rollouts blew up and it never trained (measured:
