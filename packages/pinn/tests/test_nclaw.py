@@ -195,7 +195,7 @@ def test_clip_bound_keeps_particles_on_the_grid() -> None:
 
 @pytest.mark.parametrize(("n", "lam"), [(200, 25.0), (200, 57.3), (40, 200.0), (7, 3.0)])
 def test_teacher_resets_split_the_trajectory_evenly(n: int, lam: float) -> None:
-    from torchloom.pinn.recipes.nclaw import _teacher_resets
+    from torchloom.pinn.recipes.constitutive import _teacher_resets
 
     resets = _teacher_resets(n, lam)
     starts = [k for k, r in enumerate(resets) if r]

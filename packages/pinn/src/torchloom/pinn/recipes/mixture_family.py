@@ -16,7 +16,7 @@ from torchloom.pinn.moe_family import (
     FamilySoftPINN,
     ReactionDiffusionFamily,
 )
-from torchloom.pinn.recipes.moe import _MOE_CLAIMS, _MOE_WEIGHTS
+from torchloom.pinn.recipes.mixture import _MOE_CLAIMS, _MOE_WEIGHTS
 from torchloom.pinn.residual import train_pinn
 
 __all__: list[str] = ["moe_family"]
