@@ -246,7 +246,7 @@ def test_fused_discriminator_matches_torchcde() -> None:
 
 def test_sde_gan_seed_rejects_unknown_training(tmp_path: Path) -> None:
     from torchloom.core.recipes import RunContext
-    from torchloom.neural_de.recipes.sde_gan import _sde_gan_seed
+    from torchloom.neural_de.recipes.generative import _sde_gan_seed
 
     ctx = RunContext(quick=True, out_dir=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="training"):
