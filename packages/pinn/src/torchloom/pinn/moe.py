@@ -54,6 +54,8 @@ __all__ = [
     "HardConstraintMoE",
     "ReactionDiffusion",
     "burgers_reference",
+    "constraint_rows",
+    "constraint_rows_jacobian",
     "diffusion_sorption_reference",
     "grid_derivatives",
     "hard_constraint_solve",
@@ -864,6 +866,121 @@ def grid_derivatives(
     )
 
 
+def _boundary_rows(
+    problem: Problem,
+    ul: torch.Tensor,
+    uxl: torch.Tensor,
+    ur: torch.Tensor,
+    uxr: torch.Tensor,
+    g_bc: torch.Tensor,
+) -> torch.Tensor:
+    """Unscaled boundary rows ``(E, 2B)`` (left block, then right) of the fields at the ends.
+
+    Periodic: ``u`` and ``u_x`` match across the ends; Dirichlet: ``u = g`` at both ends
+    (``g_bc`` ``(E, B)`` for both, or ``(E, 2B)`` left then right); Robin:
+    ``a u + b u_x = g`` at each end (``problem.robin()``, ``g_bc`` ``(E, 2B)``). The same
+    formula gives the Jacobian block when the fields are basis tensors ``(E, B, N)`` and
+    ``g_bc`` is 0.
+    """
+    if problem.boundary == "periodic":
+        return torch.cat([ul - ur, uxl - uxr], 1)
+    if problem.boundary == "robin":
+        if not isinstance(problem, DiffusionSorption):  # pragma: no cover
+            raise TypeError(f"{type(problem).__name__} has no Robin boundary")
+        (al, bl), (ar, br) = problem.robin()
+        return torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
+    if isinstance(g_bc, torch.Tensor) and g_bc.dim() >= 2 and g_bc.shape[1] == ul.shape[1]:
+        g_bc = torch.cat([g_bc, g_bc], 1)
+    return torch.cat([ul, ur], 1) - g_bc
+
+
+def constraint_rows(
+    problem: Problem,
+    w: torch.Tensor,
+    basis: tuple[torch.Tensor, ...],
+    *,
+    ic_weight: float,
+    bc_scale: float | torch.Tensor,
+    ridge: float,
+    off: torch.Tensor | None = None,
+    off_b: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Hard-constraint residual ``F(w)`` of every expert: PDE, initial, boundary, ridge rows.
+
+    Shared by :class:`HardConstraintMoE` (``E = K`` experts) and the family version in
+    :mod:`torchloom.pinn.moe_family` (``E = B K`` instance-expert pairs).
+
+    Args:
+        problem: the PDE (``pde``, ``boundary`` kind, ``robin()`` for Robin ends).
+        w: ``(E, N)`` basis weights.
+        basis: ``(phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx,
+            g_bc)``: the basis and its derivatives at the constraint points ``(E, P, N)``, at
+            the initial points ``(E, Q, N)`` with values ``(E, Q)``, at the two ends
+            ``(E, B, N)``, and the boundary right-hand sides (see :func:`_boundary_rows`).
+        ic_weight: initial rows are scaled by ``ic_weight / √Q``.
+        bc_scale: boundary-row weights, a number or ``(E, 2B)``.
+        ridge: the ridge rows ``ridge · w``.
+        off: ``(E, P, 4)`` offsets of ``(u, u_t, u_x, u_xx)`` at the constraint points.
+        off_b: ``(E, B, 4)`` offsets of ``(u_l, u_lx, u_r, u_rx)`` at the ends.
+
+    Returns:
+        ``(E, P + Q + 2B + N)``: PDE rows ``/ √P``, initial rows, boundary rows, ridge rows.
+    """
+    phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx, g_bc = basis
+    u, ut, ux, uxx = _fields(w, (phi, phi_t, phi_x, phi_xx), off)
+    r = problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
+    ric = (torch.einsum("kqn,kn->kq", phi_ic, w) - u_ic) * (ic_weight / math.sqrt(phi_ic.shape[1]))
+    ul, uxl, ur, uxr = _fields(w, (phi_l, phi_lx, phi_r, phi_rx), off_b)
+    rb = _boundary_rows(problem, ul, uxl, ur, uxr, g_bc) * bc_scale
+    return torch.cat([r, ric, rb, ridge * w], dim=1)
+
+
+def constraint_rows_jacobian(
+    problem: Problem,
+    w: torch.Tensor,
+    basis: tuple[torch.Tensor, ...],
+    *,
+    ic_weight: float,
+    bc_scale: float | torch.Tensor,
+    ridge: float,
+    off: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Analytic Jacobian ``∂F/∂w`` ``(E, P + Q + 2B + N, N)`` of :func:`constraint_rows`.
+
+    Args:
+        problem: the PDE (``pde_partials`` gives the chain rule through it).
+        w: ``(E, N)``.
+        basis: as in :func:`constraint_rows`.
+        ic_weight: as in :func:`constraint_rows`.
+        bc_scale: as in :func:`constraint_rows`.
+        ridge: as in :func:`constraint_rows`.
+        off: as in :func:`constraint_rows` (the boundary rows are linear: ``off_b`` drops out).
+
+    Returns:
+        ``(E, P + Q + 2B + N, N)``.
+    """
+    phi, phi_t, phi_x, phi_xx, phi_ic, _, phi_l, phi_lx, phi_r, phi_rx, _ = basis
+    a, b, c, d = problem.pde_partials(*_fields(w, (phi, phi_t, phi_x, phi_xx), off))
+    Jp = (
+        a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
+    ) / math.sqrt(phi.shape[1])
+    Jic = phi_ic * (ic_weight / math.sqrt(phi_ic.shape[1]))
+    Jb = _boundary_rows(problem, phi_l, phi_lx, phi_r, phi_rx, torch.zeros((), dtype=w.dtype))
+    if isinstance(bc_scale, torch.Tensor):
+        bc_scale = bc_scale.unsqueeze(-1)
+    eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
+    return torch.cat([Jp, Jic, Jb * bc_scale, ridge * eye], dim=1)
+
+
+def _fields(
+    w: torch.Tensor, basis: tuple[torch.Tensor, ...], off: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    out = [torch.einsum("kpn,kn->kp", b, w) for b in basis]
+    if off is not None:
+        out = [o + off[..., i] for i, o in enumerate(out)]
+    return tuple(out)
+
+
 class HardConstraintMoE(nn.Module):
     """Physics-informed hard-constraint mixture of experts (PI-HC-MoE) for 1D time-dependent PDEs.
 
@@ -1192,15 +1309,6 @@ class HardConstraintMoE(nn.Module):
         right = torch.stack([torch.full_like(t, hi), t], -1)
         return left, right
 
-    @staticmethod
-    def _fields(
-        w: torch.Tensor, basis: tuple[torch.Tensor, ...], off: torch.Tensor | None
-    ) -> tuple[torch.Tensor, ...]:
-        out = [torch.einsum("kpn,kn->kp", b, w) for b in basis]
-        if off is not None:
-            out = [o + off[..., i] for i, o in enumerate(out)]
-        return tuple(out)
-
     def constraint_residual(
         self,
         w: torch.Tensor,
@@ -1241,31 +1349,17 @@ class HardConstraintMoE(nn.Module):
             ends; Dirichlet: ``u = g`` at both ends; Robin: ``a u + b u_x = g`` at each end,
             ``problem.robin()``) by ``bc_weight/√B``, then ``ridge · w``.
         """
-        u, ut, ux, uxx = self._fields(w, (phi, phi_t, phi_x, phi_xx), off)
-        r = self.problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
-        ric = (torch.einsum("kqn,kn->kq", phi_ic, w) - u_ic) * (
-            self.ic_weight / math.sqrt(phi_ic.shape[1])
+        basis = (phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx, g_bc)
+        return constraint_rows(
+            self.problem,
+            w,
+            basis,
+            ic_weight=self.ic_weight,
+            bc_scale=self._boundary_scale(phi_l),
+            ridge=self.ridge,
+            off=off,
+            off_b=off_b,
         )
-        ob = (
-            torch.zeros(*phi_l.shape[:2], 4, dtype=w.dtype, device=w.device)
-            if off_b is None
-            else off_b
-        )
-        ul = torch.einsum("kbn,kn->kb", phi_l, w) + ob[..., 0]
-        ur = torch.einsum("kbn,kn->kb", phi_r, w) + ob[..., 2]
-        if self.problem.boundary == "periodic":
-            uxl = torch.einsum("kbn,kn->kb", phi_lx, w) + ob[..., 1]
-            uxr = torch.einsum("kbn,kn->kb", phi_rx, w) + ob[..., 3]
-            rb = torch.cat([ul - ur, uxl - uxr], 1)
-        elif self.problem.boundary == "robin":
-            uxl = torch.einsum("kbn,kn->kb", phi_lx, w) + ob[..., 1]
-            uxr = torch.einsum("kbn,kn->kb", phi_rx, w) + ob[..., 3]
-            (al, bl), (ar, br) = self._robin()
-            rb = torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
-        else:
-            rb = torch.cat([ul - g_bc, ur - g_bc], 1)
-        rb = rb * self._boundary_scale(phi_l)
-        return torch.cat([r, ric, rb, self.ridge * w], dim=1)
 
     def constraint_jacobian(
         self,
@@ -1305,22 +1399,16 @@ class HardConstraintMoE(nn.Module):
         Returns:
             ``(K, P + Q + 2B + N, N)``.
         """
-        u, ut, ux, uxx = self._fields(w, (phi, phi_t, phi_x, phi_xx), off)
-        a, b, c, d = self.problem.pde_partials(u, ut, ux, uxx)
-        Jp = (
-            a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
-        ) / math.sqrt(phi.shape[1])
-        Jic = phi_ic * (self.ic_weight / math.sqrt(phi_ic.shape[1]))
-        if self.problem.boundary == "periodic":
-            Jb = torch.cat([phi_l - phi_r, phi_lx - phi_rx], 1)
-        elif self.problem.boundary == "robin":
-            (al, bl), (ar, br) = self._robin()
-            Jb = torch.cat([al * phi_l + bl * phi_lx, ar * phi_r + br * phi_rx], 1)
-        else:
-            Jb = torch.cat([phi_l, phi_r], 1)
-        Jb = Jb * self._boundary_scale(phi_l).unsqueeze(-1)
-        eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
-        return torch.cat([Jp, Jic, Jb, self.ridge * eye], dim=1)
+        basis = (phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx, g_bc)
+        return constraint_rows_jacobian(
+            self.problem,
+            w,
+            basis,
+            ic_weight=self.ic_weight,
+            bc_scale=self._boundary_scale(phi_l),
+            ridge=self.ridge,
+            off=off,
+        )
 
     def solve(
         self, pde_pts: torch.Tensor, ic_pts: torch.Tensor, bc_t: torch.Tensor
@@ -1442,7 +1530,7 @@ class HardConstraintMoE(nn.Module):
             if train_pts is None:
                 raise ValueError("train_pts is required with outer='autograd'")
             off, basis = self.terms(train_pts)
-            r = self.problem.pde(*self._fields(w, basis, off))
+            r = self.problem.pde(*_fields(w, basis, off))
         else:
             raise ValueError(f"outer must be 'autograd' or 'fd', got {outer!r}")
         dtype, dev = r.dtype, r.device

@@ -39,6 +39,8 @@ from torchloom.pinn.moe import (
     Burgers,
     DiffusionSorption,
     ReactionDiffusion,
+    constraint_rows,
+    constraint_rows_jacobian,
     hard_constraint_solve,
 )
 
@@ -279,26 +281,6 @@ class FamilyHardConstraintMoE(_FamilyBase):
         x = e[:-1, None] + u[..., 0] * (e[1:] - e[:-1])[:, None]
         return torch.stack([x, u[..., 1] * self.problem.t_end], -1)
 
-    def _rows(
-        self, w: torch.Tensor, a: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx, g_bc = a
-        u, ut, ux, uxx = (torch.einsum("epn,en->ep", b, w) for b in (phi, phi_t, phi_x, phi_xx))
-        r = self.problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
-        ric = (torch.einsum("eqn,en->eq", phi_ic, w) - u_ic) * (
-            self.ic_weight / math.sqrt(phi_ic.shape[1])
-        )
-        ul, ur = torch.einsum("ebn,en->eb", phi_l, w), torch.einsum("ebn,en->eb", phi_r, w)
-        uxl, uxr = torch.einsum("ebn,en->eb", phi_lx, w), torch.einsum("ebn,en->eb", phi_rx, w)
-        if self.problem.boundary == "periodic":
-            rb = torch.cat([ul - ur, uxl - uxr], 1)
-        elif isinstance(self.problem, DiffusionSorption):
-            (al, bl), (ar, br) = self.problem.robin()
-            rb = torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
-        else:
-            rb = torch.cat([ul, ur], 1) - g_bc
-        return r, ric, rb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
-
     def constraint_residual(self, w: torch.Tensor, *aux: torch.Tensor) -> torch.Tensor:
         """Every (instance, expert) hard constraint ``F(w)``: PDE, initial, boundary, ridge rows.
 
@@ -313,8 +295,10 @@ class FamilyHardConstraintMoE(_FamilyBase):
             ``(E, P + Q + 2T + N)``: PDE rows ``/ √P``, initial rows ``· ic_weight / √Q``,
             boundary rows ``· bc_weight / √T``, ``ridge · w``.
         """
-        r, ric, rb = self._rows(w, aux)
-        return torch.cat([r, ric, rb, self.ridge * w], dim=1)
+        bc_scale = self.bc_weight / math.sqrt(aux[6].shape[1])  # phi_l: (E, T, N)
+        return constraint_rows(
+            self.problem, w, aux, ic_weight=self.ic_weight, bc_scale=bc_scale, ridge=self.ridge
+        )
 
     def constraint_jacobian(self, w: torch.Tensor, *aux: torch.Tensor) -> torch.Tensor:
         """Analytic ``∂F/∂w`` of :meth:`constraint_residual`.
@@ -326,23 +310,10 @@ class FamilyHardConstraintMoE(_FamilyBase):
         Returns:
             ``(E, P + Q + 2T + N, N)``.
         """
-        phi, phi_t, phi_x, phi_xx, phi_ic, _, phi_l, phi_lx, phi_r, phi_rx, _ = aux
-        fields = [torch.einsum("epn,en->ep", b, w) for b in (phi, phi_t, phi_x, phi_xx)]
-        a, b, c, d = self.problem.pde_partials(*fields)
-        Jp = (
-            a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
-        ) / math.sqrt(phi.shape[1])
-        Jic = phi_ic * (self.ic_weight / math.sqrt(phi_ic.shape[1]))
-        if self.problem.boundary == "periodic":
-            Jb = torch.cat([phi_l - phi_r, phi_lx - phi_rx], 1)
-        elif isinstance(self.problem, DiffusionSorption):
-            (al, bl), (ar, br) = self.problem.robin()
-            Jb = torch.cat([al * phi_l + bl * phi_lx, ar * phi_r + br * phi_rx], 1)
-        else:
-            Jb = torch.cat([phi_l, phi_r], 1)
-        Jb = Jb * (self.bc_weight / math.sqrt(phi_l.shape[1]))
-        eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
-        return torch.cat([Jp, Jic, Jb, self.ridge * eye], dim=1)
+        bc_scale = self.bc_weight / math.sqrt(aux[6].shape[1])
+        return constraint_rows_jacobian(
+            self.problem, w, aux, ic_weight=self.ic_weight, bc_scale=bc_scale, ridge=self.ridge
+        )
 
     def _boundary_pts(self, bc_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self.problem.lower[0], self.problem.upper[0]
