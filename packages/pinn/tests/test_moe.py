@@ -16,6 +16,7 @@ from torchloom.pinn.moe import (
     HardConstraintMoE,
     Problem,
     ReactionDiffusion,
+    boundary_misfit,
     burgers_reference,
     hard_constraint_solve,
     levenberg_marquardt,
@@ -439,3 +440,19 @@ def test_local_initial_rows_equal_per_slab_least_squares() -> None:
         torch.testing.assert_close(w[k].detach(), ref, rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="initial_rows"):
         HardConstraintMoE(Burgers(), initial_rows="both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("problem", [ReactionDiffusion(), Burgers(), DiffusionSorption()])
+def test_boundary_misfit_matches_each_boundary_condition(problem: Problem) -> None:
+    """The shared boundary residuals give each problem's own condition at both ends."""
+    g = torch.Generator().manual_seed(0)
+    ul, uxl, ur, uxr = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    t = torch.linspace(0.0, problem.t_end, 5, dtype=torch.float64)
+    gb = problem.boundary_value(t)
+    if problem.boundary == "periodic":
+        want = ((ul - ur) ** 2).mean() + ((uxl - uxr) ** 2).mean()
+    elif isinstance(problem, DiffusionSorption):  # u = g at x = 0, u + D u_x = g at x = 1
+        want = ((ul - gb[:5]) ** 2).mean() + ((ur + problem.D * uxr - gb[5:]) ** 2).mean()
+    else:  # Dirichlet, the same values at both ends
+        want = ((ul - gb) ** 2).mean() + ((ur - gb) ** 2).mean()
+    torch.testing.assert_close(boundary_misfit(problem, ul, uxl, ur, uxr, gb), want)

@@ -53,6 +53,7 @@ __all__ = [
     "DiffusionSorption",
     "HardConstraintMoE",
     "ReactionDiffusion",
+    "boundary_misfit",
     "burgers_reference",
     "constraint_rows",
     "constraint_rows_jacobian",
@@ -866,7 +867,39 @@ def grid_derivatives(
     )
 
 
-def _boundary_rows(
+def _boundary_residuals(
+    problem: Problem,
+    ul: torch.Tensor,
+    uxl: torch.Tensor,
+    ur: torch.Tensor,
+    uxr: torch.Tensor,
+    g_bc: torch.Tensor,
+    dim: int = -1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right boundary residuals of the fields at the two ends.
+
+    Periodic: ``u`` and ``u_x`` match across the ends (``g_bc`` unused); Dirichlet: ``u = g``;
+    Robin: ``a u + b u_x = g`` at each end (``problem.robin()``). ``g_bc`` holds, along
+    ``dim``, either the ``B`` values of both ends or ``2B`` (left, then right), or is a number.
+    With basis tensors ``(E, B, N)`` in place of the fields and ``g_bc = 0`` the same formula
+    gives the Jacobian blocks.
+    """
+    if problem.boundary == "periodic":
+        return ul - ur, uxl - uxr
+    n = ul.shape[dim]
+    if g_bc.dim() > 0 and g_bc.shape[dim] == 2 * n:
+        g_l, g_r = g_bc.narrow(dim, 0, n), g_bc.narrow(dim, n, n)
+    else:
+        g_l = g_r = g_bc
+    if problem.boundary == "robin":
+        if not isinstance(problem, DiffusionSorption):  # pragma: no cover
+            raise TypeError(f"{type(problem).__name__} has no Robin boundary")
+        (al, bl), (ar, br) = problem.robin()
+        return al * ul + bl * uxl - g_l, ar * ur + br * uxr - g_r
+    return ul - g_l, ur - g_r
+
+
+def boundary_misfit(
     problem: Problem,
     ul: torch.Tensor,
     uxl: torch.Tensor,
@@ -874,24 +907,22 @@ def _boundary_rows(
     uxr: torch.Tensor,
     g_bc: torch.Tensor,
 ) -> torch.Tensor:
-    """Unscaled boundary rows ``(E, 2B)`` (left block, then right) of the fields at the ends.
+    """Mean-square boundary misfit of a solution: the two ends' mean squares, summed.
 
-    Periodic: ``u`` and ``u_x`` match across the ends; Dirichlet: ``u = g`` at both ends
-    (``g_bc`` ``(E, B)`` for both, or ``(E, 2B)`` left then right); Robin:
-    ``a u + b u_x = g`` at each end (``problem.robin()``, ``g_bc`` ``(E, 2B)``). The same
-    formula gives the Jacobian block when the fields are basis tensors ``(E, B, N)`` and
-    ``g_bc`` is 0.
+    Args:
+        problem: the PDE (its ``boundary`` kind; ``robin()`` for Robin ends).
+        ul: ``u`` at the left end, ``(..., T)`` (``T`` boundary times last).
+        uxl: ``u_x`` at the left end, same shape.
+        ur: ``u`` at the right end.
+        uxr: ``u_x`` at the right end.
+        g_bc: right-hand sides ``(..., T)`` for both ends or ``(..., 2T)`` left then right
+            (unused when periodic).
+
+    Returns:
+        Scalar.
     """
-    if problem.boundary == "periodic":
-        return torch.cat([ul - ur, uxl - uxr], 1)
-    if problem.boundary == "robin":
-        if not isinstance(problem, DiffusionSorption):  # pragma: no cover
-            raise TypeError(f"{type(problem).__name__} has no Robin boundary")
-        (al, bl), (ar, br) = problem.robin()
-        return torch.cat([al * ul + bl * uxl, ar * ur + br * uxr], 1) - g_bc
-    if isinstance(g_bc, torch.Tensor) and g_bc.dim() >= 2 and g_bc.shape[1] == ul.shape[1]:
-        g_bc = torch.cat([g_bc, g_bc], 1)
-    return torch.cat([ul, ur], 1) - g_bc
+    left, right = _boundary_residuals(problem, ul, uxl, ur, uxr, g_bc)
+    return (left**2).mean() + (right**2).mean()
 
 
 def constraint_rows(
@@ -916,7 +947,7 @@ def constraint_rows(
         basis: ``(phi, phi_t, phi_x, phi_xx, phi_ic, u_ic, phi_l, phi_lx, phi_r, phi_rx,
             g_bc)``: the basis and its derivatives at the constraint points ``(E, P, N)``, at
             the initial points ``(E, Q, N)`` with values ``(E, Q)``, at the two ends
-            ``(E, B, N)``, and the boundary right-hand sides (see :func:`_boundary_rows`).
+            ``(E, B, N)``, and the boundary right-hand sides (see :func:`_boundary_residuals`).
         ic_weight: initial rows are scaled by ``ic_weight / √Q``.
         bc_scale: boundary-row weights, a number or ``(E, 2B)``.
         ridge: the ridge rows ``ridge · w``.
@@ -931,7 +962,7 @@ def constraint_rows(
     r = problem.pde(u, ut, ux, uxx) / math.sqrt(phi.shape[1])
     ric = (torch.einsum("kqn,kn->kq", phi_ic, w) - u_ic) * (ic_weight / math.sqrt(phi_ic.shape[1]))
     ul, uxl, ur, uxr = _fields(w, (phi_l, phi_lx, phi_r, phi_rx), off_b)
-    rb = _boundary_rows(problem, ul, uxl, ur, uxr, g_bc) * bc_scale
+    rb = torch.cat(_boundary_residuals(problem, ul, uxl, ur, uxr, g_bc, dim=1), 1) * bc_scale
     return torch.cat([r, ric, rb, ridge * w], dim=1)
 
 
@@ -965,7 +996,8 @@ def constraint_rows_jacobian(
         a[..., None] * phi + b[..., None] * phi_t + c[..., None] * phi_x + d[..., None] * phi_xx
     ) / math.sqrt(phi.shape[1])
     Jic = phi_ic * (ic_weight / math.sqrt(phi_ic.shape[1]))
-    Jb = _boundary_rows(problem, phi_l, phi_lx, phi_r, phi_rx, torch.zeros((), dtype=w.dtype))
+    zero = torch.zeros((), dtype=w.dtype, device=w.device)
+    Jb = torch.cat(_boundary_residuals(problem, phi_l, phi_lx, phi_r, phi_rx, zero, dim=1), 1)
     if isinstance(bc_scale, torch.Tensor):
         bc_scale = bc_scale.unsqueeze(-1)
     eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device).expand(w.shape[0], -1, -1)
@@ -1061,11 +1093,6 @@ class HardConstraintMoE(nn.Module):
         self.hessian: Literal["exact", "gauss_newton"] = hessian
         self.register_buffer("w", torch.zeros(n_experts, n_basis))
         self.w: torch.Tensor
-
-    def _robin(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        if not isinstance(self.problem, DiffusionSorption):  # pragma: no cover
-            raise TypeError(f"{type(self.problem).__name__} has no Robin boundary")
-        return self.problem.robin()
 
     def _boundary_scale(self, phi_l: torch.Tensor) -> torch.Tensor:
         """Row weights ``(K, 2B)`` of the boundary rows (left block, then right block)."""
@@ -1549,19 +1576,8 @@ class HardConstraintMoE(nn.Module):
         cl, (bl, _, blx, _) = self.terms(left)
         cr, (br, _, brx, _) = self.terms(right)
         ul, ur = cl[:, 0] + bl @ w[0], cr[:, 0] + br @ w[-1]
-        if self.problem.boundary == "periodic":
-            uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
-            bnd = ((ul - ur) ** 2).mean() + ((uxl - uxr) ** 2).mean()
-        elif self.problem.boundary == "robin":
-            uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
-            (al, bl_), (ar, br_) = self._robin()
-            g = self.problem.boundary_value(t)
-            bnd = ((al * ul + bl_ * uxl - g[:n_boundary]) ** 2).mean() + (
-                (ar * ur + br_ * uxr - g[n_boundary:]) ** 2
-            ).mean()
-        else:
-            g = self.problem.boundary_value(t)
-            bnd = ((ul - g) ** 2).mean() + ((ur - g) ** 2).mean()
+        uxl, uxr = cl[:, 2] + blx @ w[0], cr[:, 2] + brx @ w[-1]
+        bnd = boundary_misfit(self.problem, ul, uxl, ur, uxr, self.problem.boundary_value(t))
         lo_x, hi_x = self.problem.lower[0], self.problem.upper[0]
         xi = lo_x + (torch.arange(2 * n_boundary, dtype=dtype, device=dev) + 0.5) * (
             (hi_x - lo_x) / (2 * n_boundary)

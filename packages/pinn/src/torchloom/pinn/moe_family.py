@@ -39,6 +39,7 @@ from torchloom.pinn.moe import (
     Burgers,
     DiffusionSorption,
     ReactionDiffusion,
+    boundary_misfit,
     constraint_rows,
     constraint_rows_jacobian,
     hard_constraint_solve,
@@ -518,17 +519,7 @@ class FamilyHardConstraintMoE(_FamilyBase):
         ur = torch.einsum("btn,bn->bt", bv[:, T:], w[:, -1])
         uxl = torch.einsum("btn,bn->bt", bx[:, :T], w[:, 0])
         uxr = torch.einsum("btn,bn->bt", bx[:, T:], w[:, -1])
-        g = self.problem.boundary_value(t)
-        g = torch.cat([g, g]) if g.shape[0] == T else g
-        if self.problem.boundary == "periodic":
-            bnd = ((ul - ur) ** 2).mean() + ((uxl - uxr) ** 2).mean()
-        elif isinstance(self.problem, DiffusionSorption):
-            (al, bl), (ar, br) = self.problem.robin()
-            bnd = ((al * ul + bl * uxl - g[:T]) ** 2).mean() + (
-                (ar * ur + br * uxr - g[T:]) ** 2
-            ).mean()
-        else:
-            bnd = ((ul - g[:T]) ** 2).mean() + ((ur - g[T:]) ** 2).mean()
+        bnd = boundary_misfit(self.problem, ul, uxl, ur, uxr, self.problem.boundary_value(t))
         u0 = self.evaluate(ic_pts, features, w)
         ic = ((u0 - u_ic) ** 2).mean()
         return {"pde": pde, "interface": inter, "boundary": bnd, "ic": ic}
@@ -600,16 +591,7 @@ class FamilySoftPINN(_FamilyBase):
             a[..., 0] for a in self._terms(ends.unsqueeze(0).expand(B, -1, -1), features)
         )
         g = self.problem.boundary_value(bc_t)
-        g = torch.cat([g, g]) if g.shape[0] == T else g
-        if self.problem.boundary == "periodic":
-            bnd = ((v[:, :T] - v[:, T:]) ** 2).mean() + ((vx[:, :T] - vx[:, T:]) ** 2).mean()
-        elif isinstance(self.problem, DiffusionSorption):
-            (al, bl), (ar, br) = self.problem.robin()
-            bnd = ((al * v[:, :T] + bl * vx[:, :T] - g[:T]) ** 2).mean() + (
-                (ar * v[:, T:] + br * vx[:, T:] - g[T:]) ** 2
-            ).mean()
-        else:
-            bnd = ((v[:, :T] - g[:T]) ** 2).mean() + ((v[:, T:] - g[T:]) ** 2).mean()
+        bnd = boundary_misfit(self.problem, v[:, :T], vx[:, :T], v[:, T:], vx[:, T:], g)
         return {"pde": pde, "ic": ic, "boundary": bnd}
 
 
