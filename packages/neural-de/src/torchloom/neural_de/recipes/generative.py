@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -93,22 +94,36 @@ def _train_sde_gan(
     lr_g, lr_d = ctx.pick((5e-4, 2e-3), (2e-4, 1e-3))
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr_d, betas=(0.5, 0.9))
-    averaged = torch.optim.swa_utils.AveragedModel(gen)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 3)
+
+    def step() -> float:
+        real = ou_paths(batch, ts, data_gen)
+        return sde_gan_step(
+            gen, disc, real, ts, opt_g, opt_d, rng=noise_gen, gradient_penalty=penalty
+        )
+
+    label = f"sde-gan seed {seed}" + (" (clipped critic)" if penalty is None else "")
+    losses, seconds = _train_swa(ctx, gen, step, iters, label)
+    return untrained, sample(), losses, seconds
+
+
+def _train_swa(
+    ctx: RunContext, gen: SDEGenerator, step: Callable[[], float], iters: int, label: str
+) -> tuple[list[float], float]:
+    """Run ``iters`` GAN steps with stochastic weight averaging of the generator over the
+    second half (as the authors), then load the average into ``gen``; returns the critic
+    losses and the training CPU seconds."""
+    averaged = torch.optim.swa_utils.AveragedModel(gen)
     losses = []
     start = time.process_time()
-    label = f"sde-gan seed {seed}" + (" (clipped critic)" if penalty is None else "")
     for it in ctx.progress(range(iters), total=iters, description=label):
-        real = ou_paths(batch, ts, data_gen)
-        losses.append(
-            sde_gan_step(gen, disc, real, ts, opt_g, opt_d, rng=noise_gen, gradient_penalty=penalty)
-        )
-        if it >= iters // 2:  # stochastic weight averaging of the generator (as the authors)
+        losses.append(step())
+        if it >= iters // 2:
             averaged.update_parameters(gen)
     seconds = time.process_time() - start
     gen.load_state_dict(averaged.module.state_dict())
-    return untrained, sample(), losses, seconds
+    return losses, seconds
 
 
 def _train_sde_gan_authors(
@@ -157,18 +172,14 @@ def _train_sde_gan_authors(
     lr_g, lr_d = ctx.pick((5e-3, 2.5e-2), (2e-4, 1e-3))
     opt_g = torch.optim.Adadelta(gen.parameters(), lr=lr_g * lr_scale, weight_decay=0.01)
     opt_d = torch.optim.Adadelta(disc.parameters(), lr=lr_d * lr_scale, weight_decay=0.01)
-    averaged = torch.optim.swa_utils.AveragedModel(gen)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 3)
-    losses = []
-    start = time.process_time()
-    for it in ctx.progress(range(iters), total=iters, description=f"sde-gan seed {seed} (authors)"):
+
+    def step() -> float:
         real = (ou_paths(batch, ts, data_gen) - loc) / scale
-        losses.append(sde_gan_step(gen, disc, real, tm, opt_g, opt_d, rng=noise_gen))
-        if it >= iters // 2:
-            averaged.update_parameters(gen)
-    seconds = time.process_time() - start
-    gen.load_state_dict(averaged.module.state_dict())
+        return sde_gan_step(gen, disc, real, tm, opt_g, opt_d, rng=noise_gen)
+
+    losses, seconds = _train_swa(ctx, gen, step, iters, f"sde-gan seed {seed} (authors)")
     return untrained, sample(), losses, seconds
 
 
