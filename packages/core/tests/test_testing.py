@@ -1,4 +1,5 @@
-"""``torchloom.core.testing.assert_matches_cpu``: it passes on faithful code and catches drift."""
+"""``torchloom.core.testing``: ``assert_matches_cpu`` and ``assert_central_differences`` pass on
+faithful code and catch drift."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchloom.core.testing import assert_matches_cpu
+from torchloom.core.testing import assert_central_differences, assert_matches_cpu
 
 
 def test_matches_for_a_module_and_nested_outputs(device: torch.device) -> None:
@@ -49,3 +50,27 @@ def test_host_draws_inside_fn_are_reproducible(device: torch.device) -> None:
         return x + torch.randn(x.shape, dtype=x.dtype).to(x.device)
 
     assert_matches_cpu(noisy, [torch.zeros(4, dtype=torch.float64)], device)
+
+
+def test_central_differences_pass_for_a_true_gradient_and_restore_the_parameter() -> None:
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    before = w.detach().clone()
+    assert_central_differences(lambda: (torch.sin(w) ** 2).sum(), w, [(0, 0), (2, 3)], 1e-5)
+    assert torch.equal(w.detach(), before)
+
+
+def test_central_differences_catch_a_wrong_gradient() -> None:
+    class Wrong(torch.autograd.Function):  # forward sin, backward claims 2 cos
+        @staticmethod
+        def forward(ctx, x):  # type: ignore[no-untyped-def, override]
+            ctx.save_for_backward(x)
+            return torch.sin(x)
+
+        @staticmethod
+        def backward(ctx, g):  # type: ignore[no-untyped-def, override]
+            (x,) = ctx.saved_tensors
+            return 2 * g * torch.cos(x)
+
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(AssertionError, match=r"gradient at \(1,\)"):
+        assert_central_differences(lambda: Wrong.apply(w).sum(), w, [(1,)], 1e-6)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.optimize import least_squares
 
+from torchloom.core.testing import assert_central_differences
 from torchloom.pinn.moe import (
     BatchedMLP,
     Burgers,
@@ -45,16 +46,7 @@ def _assert_basis_gradient_matches_finite_differences(
     m: HardConstraintMoE, loss: Callable[[], torch.Tensor], eps: float
 ) -> None:
     """The autograd gradient of ``loss`` in two basis weights equals central differences."""
-    W = m.basis.weights[1]
-    (g,) = torch.autograd.grad(loss(), W)
-    for idx in [(0, 0, 0), (0, 5, 3)]:
-        with torch.no_grad():
-            W[idx] += eps
-            lp = float(loss())
-            W[idx] -= 2 * eps
-            lm = float(loss())
-            W[idx] += eps
-        assert float(g[idx]) == pytest.approx((lp - lm) / (2 * eps), rel=1e-4, abs=1e-9)
+    assert_central_differences(loss, m.basis.weights[1], [(0, 0, 0), (0, 5, 3)], eps)
 
 
 def test_lm_matches_scipy_least_squares() -> None:
