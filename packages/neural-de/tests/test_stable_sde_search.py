@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -95,3 +98,20 @@ def test_search_score_is_the_mean_over_seeds() -> None:
     two = search_configs(ctx, ["naive"], SETUP, seeds=(4,), **kw)[1][0]["val_loss"]
     both = search_configs(ctx, ["naive"], SETUP, seeds=(3, 4), **kw)[1][0]["val_loss"]
     assert math.isclose(both, (one + two) / 2, rel_tol=1e-6)
+
+
+def test_search_script_writes_the_selection(tmp_path: Path) -> None:
+    """``benchmarks/search_stable_sde.py --quick`` writes every trial and, per model, the
+    trial with the lowest validation loss as the selection."""
+    script = Path(__file__).parents[1] / "benchmarks" / "search_stable_sde.py"
+    spec = importlib.util.spec_from_file_location("search_stable_sde", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "neural-de_stable_sde_search.json").read_text())
+    assert set(report["selected"]) == {"langevin", "linear_noise", "geometric", "naive", "ncde"}
+    for name, chosen in report["selected"].items():
+        mine = [r for r in report["trials"] if r["model"] == name]
+        winner = min(mine, key=lambda r: r["val_loss"])
+        assert (chosen["lr"], chosen["hidden"]) == (winner["lr"], winner["hidden"])
