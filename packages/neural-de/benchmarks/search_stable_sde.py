@@ -2,6 +2,9 @@
 
     python packages/neural-de/benchmarks/search_stable_sde.py [--quick] [--out DIR]
 
+(not a peer benchmark: ``nox -s bench`` runs ``bench_*.py`` only; ``--out`` defaults to
+``runs/stable-sde-search``.)
+
 Runs :func:`torchloom.neural_de.recipes.irregular.search_configs` on the recipe's full-mode
 data (complete series, seeds 100 and 101, never the recipe's seeds): 20 random configurations
 (learning rate log-uniform in [1e-4, 1e-2], latent size = field width in {16, 32, 64}), the
@@ -25,6 +28,7 @@ from torchloom.neural_de.recipes.irregular import _stable_setup, search_configs
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__.splitlines()[0] if __doc__ else "")
+    parser.set_defaults(out="runs/stable-sde-search")
     args = parser.parse_args(argv)
     ctx = RunContext(quick=args.quick, show_progress=False, log=print)
     names = ["langevin", "linear_noise", "geometric", "naive", "ncde"]

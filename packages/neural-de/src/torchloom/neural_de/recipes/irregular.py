@@ -19,7 +19,13 @@ from torchloom.neural_de.cde import (
 from torchloom.neural_de.rnn import ODERNN, GRUDelta
 from torchloom.neural_de.stable_sde import StableNeuralSDE
 
-__all__: list[str] = ["irregular_oscillators", "irregular_spirals", "ncde", "stable_sde"]
+__all__: list[str] = [
+    "irregular_oscillators",
+    "irregular_spirals",
+    "ncde",
+    "search_configs",
+    "stable_sde",
+]
 
 
 def irregular_spirals(
