@@ -295,6 +295,11 @@ def _soft_dice_loss(p: Tensor, t: Tensor, smooth: float = 1.0) -> Tensor:
     return 1.0 - (2.0 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
 
 
+def _error_ratio(a: float, b: float) -> float:
+    """``a / b`` for error counts: 1 when both are 0, ``inf`` when only ``b`` is 0."""
+    return a / b if b > 0 else (1.0 if a == 0 else math.inf)
+
+
 def _paired_bootstrap_ratio(
     a: list[np.ndarray], b: list[np.ndarray], rng: np.random.Generator, n_boot: int = 2000
 ) -> tuple[float, float]:
@@ -312,7 +317,7 @@ def _paired_bootstrap_ratio(
             idx = rng.integers(0, len(ak), len(ak))
             num += float(ak[idx].sum())
             den += float(bk[idx].sum())
-        ratios[r] = num / den if den > 0 else (1.0 if num == 0 else math.inf)
+        ratios[r] = _error_ratio(num, den)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return float(low), float(high)
 
@@ -382,14 +387,10 @@ def _segmentation(
         metrics[f"seg_betti1_error_{name}"] = float(np.mean(e1))
         metrics[f"seg_dice_{name}"] = float(np.mean(dice))
         metrics[f"seg_cldice_{name}"] = float(np.mean(cld))
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b > 0 else (1.0 if a == 0 else math.inf)
-
-    metrics["seg_betti0_error_ratio"] = ratio(
+    metrics["seg_betti0_error_ratio"] = _error_ratio(
         metrics["seg_betti0_error_cldice"], metrics["seg_betti0_error_dice"]
     )
-    metrics["seg_betti1_error_ratio"] = ratio(
+    metrics["seg_betti1_error_ratio"] = _error_ratio(
         metrics["seg_betti1_error_cldice"], metrics["seg_betti1_error_dice"]
     )
     metrics["seg_dice_ratio"] = metrics["seg_dice_cldice"] / max(metrics["seg_dice_dice"], 1e-12)
@@ -536,9 +537,7 @@ def skeleton(ctx: RunContext) -> Result:
     err_dice = [e["dice"] for _, _, e in draws]
     pooled_dice = float(np.mean(np.concatenate(err_dice)))
     pooled_cl = float(np.mean(np.concatenate(err_cl)))
-    seg_metrics["seg_betti0_error_ratio_pooled"] = (
-        pooled_cl / pooled_dice if pooled_dice > 0 else (1.0 if pooled_cl == 0 else math.inf)
-    )
+    seg_metrics["seg_betti0_error_ratio_pooled"] = _error_ratio(pooled_cl, pooled_dice)
     boot = np.random.default_rng([ctx.seed, 14])
     low, high = _paired_bootstrap_ratio(err_cl, err_dice, boot, n_boot=ctx.pick(200, 2000))
     seg_metrics["seg_betti0_error_ratio_pooled_ci_low"] = low
