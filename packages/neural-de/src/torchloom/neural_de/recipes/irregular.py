@@ -148,13 +148,6 @@ def _fit_classifier(
     x_tr, y_tr = train
     gen = torch.Generator().manual_seed(ctx.seed if seed is None else seed)
 
-    def accuracy(data: tuple[Tensor, Tensor]) -> float:
-        model.eval()  # BatchNorm heads use their running statistics at test time
-        with torch.no_grad():
-            acc = float((forward(model, data[0]).argmax(1) == data[1]).float().mean())
-        model.train()
-        return acc
-
     best, best_state = -1.0, None
     start = time.process_time()
     model.train()
@@ -165,14 +158,18 @@ def _fit_classifier(
         loss.backward()
         opt.step()
         if val is not None and ((it + 1) % eval_every == 0 or it + 1 == iters):
-            acc = accuracy(val)
+            acc = _evaluate(model, forward, val)[1]
             if acc > best:
                 best = acc
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     seconds = time.process_time() - start
     if best_state is not None:
         model.load_state_dict(best_state)
-    return {"accuracy": accuracy(test), "train_cpu_seconds": seconds, "val_accuracy": best}
+    return {
+        "accuracy": _evaluate(model, forward, test)[1],
+        "train_cpu_seconds": seconds,
+        "val_accuracy": best,
+    }
 
 
 def _authors_batch_size(n: int) -> int:
@@ -181,6 +178,41 @@ def _authors_batch_size(n: int) -> int:
     while batch < 128 and 2 * batch <= n / 2:
         batch *= 2
     return batch
+
+
+def _train_epoch(
+    model: nn.Module,
+    forward: Any,
+    train: tuple[Tensor, Tensor],
+    batch: int,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+) -> None:
+    """One shuffled epoch of cross-entropy steps, the last batch kept (the authors' loops)."""
+    x_tr, y_tr = train
+    model.train()
+    order = torch.randperm(x_tr.shape[0], generator=gen)
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        if len(idx) < 2:  # a BatchNorm head needs two samples
+            continue
+        loss = nn.functional.cross_entropy(forward(model, x_tr[idx]), y_tr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _evaluate(model: nn.Module, forward: Any, data: tuple[Tensor, Tensor]) -> tuple[float, float]:
+    """Cross-entropy and accuracy on ``data`` in eval mode (BatchNorm heads use their running
+    statistics); the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = forward(model, data[0])
+        loss = float(nn.functional.cross_entropy(logits, data[1]))
+        acc = float((logits.argmax(1) == data[1]).float().mean())
+    model.train(was_training)
+    return loss, acc
 
 
 def _fit_epochs(
@@ -206,38 +238,18 @@ def _fit_epochs(
     kept, and training stopped once it has not improved for ``patience`` epochs after
     ``min_epochs`` (the authors' ``e > 20 and patience > 10``), or after ``max_epochs``.
     """
-    x_tr, y_tr = train
-    batch = _authors_batch_size(x_tr.shape[0] + val[0].shape[0] + test[0].shape[0])
+    batch = _authors_batch_size(train[0].shape[0] + val[0].shape[0] + test[0].shape[0])
     lr = 1e-3 * batch / 16 if lr is None else lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=0.01 * lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
     gen = torch.Generator().manual_seed(seed)
-
-    def evaluate(data: tuple[Tensor, Tensor]) -> tuple[float, float]:
-        model.eval()  # BatchNorm heads use their running statistics
-        with torch.no_grad():
-            logits = forward(model, data[0])
-            loss = float(nn.functional.cross_entropy(logits, data[1]))
-            acc = float((logits.argmax(1) == data[1]).float().mean())
-        model.train()
-        return loss, acc
-
     best, best_state, waited, epochs = math.inf, None, 0, 0
     start = time.process_time()
-    model.train()
     for epoch in ctx.progress(range(max_epochs), total=max_epochs, description=name):
-        order = torch.randperm(x_tr.shape[0], generator=gen)
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            if len(idx) < 2:  # a BatchNorm head needs two samples
-                continue
-            loss = nn.functional.cross_entropy(forward(model, x_tr[idx]), y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _train_epoch(model, forward, train, batch, opt, gen)
         sched.step()
         epochs = epoch + 1
-        val_loss, _ = evaluate(val)
+        val_loss, _ = _evaluate(model, forward, val)
         if val_loss < best:
             best, waited = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -249,7 +261,7 @@ def _fit_epochs(
     if best_state is not None:
         model.load_state_dict(best_state)
     return {
-        "accuracy": evaluate(test)[1],
+        "accuracy": _evaluate(model, forward, test)[1],
         "train_cpu_seconds": seconds,
         "val_loss": best,
         "epochs": float(epochs),
@@ -548,26 +560,12 @@ class _SearchTrial:
 
     def run(self, until: int) -> float:
         """Train up to epoch ``until``; returns the last validation loss (``inf`` if NaN)."""
-        x_tr, y_tr = self.train
         while self.epochs < until:
-            self.model.train()
-            order = torch.randperm(x_tr.shape[0], generator=self.gen)
-            for i in range(0, len(order), self.batch):
-                idx = order[i : i + self.batch]
-                if len(idx) < 2:  # a BatchNorm head needs two samples
-                    continue
-                loss = nn.functional.cross_entropy(self.forward(self.model, x_tr[idx]), y_tr[idx])
-                self.opt.zero_grad()
-                loss.backward()
-                self.opt.step()
+            _train_epoch(self.model, self.forward, self.train, self.batch, self.opt, self.gen)
             self.sched.step()
-            self.model.eval()
-            with torch.no_grad():
-                val = nn.functional.cross_entropy(
-                    self.forward(self.model, self.val[0]), self.val[1]
-                )
+            val, _ = _evaluate(self.model, self.forward, self.val)
             self.epochs += 1
-            self.losses.append(float(val) if math.isfinite(float(val)) else math.inf)
+            self.losses.append(val if math.isfinite(val) else math.inf)
         return self.losses[-1]
 
 
