@@ -8,11 +8,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from torchloom.core.recipes import RunContext
-from torchloom.neural_de.recipes.irregular import _SearchTrial, search_configs
+from torchloom.neural_de.recipes.irregular import (
+    _SEARCHED,
+    _SearchTrial,
+    _stable_setup,
+    search_configs,
+)
 
 SETUP: dict[str, Any] = {
     "n": 64,
@@ -115,3 +121,16 @@ def test_search_script_writes_the_selection(tmp_path: Path) -> None:
         mine = [r for r in report["trials"] if r["model"] == name]
         winner = min(mine, key=lambda r: r["val_loss"])
         assert (chosen["lr"], chosen["hidden"]) == (winner["lr"], winner["hidden"])
+
+
+@pytest.mark.slow
+def test_searched_table_is_what_the_search_selects() -> None:
+    """The recipe's full-mode table ``_SEARCHED`` is the selection that ``search_configs``
+    makes with the script's full-mode settings (about 2 CPU-minutes)."""
+    ctx = RunContext(quick=False, show_progress=False, log=lambda _: None)
+    names = list(_SEARCHED)
+    best, _ = search_configs(ctx, names, _stable_setup(ctx), samples=20, max_epochs=10)
+    for name in names:
+        lr, hidden = _SEARCHED[name]
+        assert math.isclose(best[name]["lr"], lr, rel_tol=1e-12)
+        assert best[name]["hidden"] == hidden
